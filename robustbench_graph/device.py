@@ -1,0 +1,36 @@
+"""Device selection and seeding."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+from .errors import RbgError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RbgError("--device cuda asked for, but no CUDA GPU is available")
+        return torch.device(name)
+    raise RbgError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen

@@ -1,0 +1,38 @@
+"""Batched prediction helpers shared by training and evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .data import ImageData
+
+
+@torch.inference_mode()
+def predict(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    data: ImageData,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+    transform: Callable[[torch.Tensor, slice], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Predicted labels for every image; ``transform(x, rows)`` may perturb each batch."""
+    preds = []
+    for start in range(0, len(data), batch_size):
+        rows = slice(start, start + batch_size)
+        x = data.float(rows).to(device, non_blocking=True)
+        if transform is not None:
+            x = transform(x, rows)
+        preds.append(forward(x).argmax(dim=1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def accuracy(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    data: ImageData,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+) -> float:
+    preds = predict(forward, data, batch_size, device)
+    return float((preds == data.labels).float().mean()) if len(data) else float("nan")

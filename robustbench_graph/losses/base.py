@@ -1,0 +1,121 @@
+"""The training-loss contract and its registry.
+
+A loss is an ``nn.Module`` called as ``loss(model, images, labels) -> LossOutput``: it runs the
+forward pass itself, so it can tap activations or penultimate features. Its options are a
+frozen dataclass (``Options``), parsed from ``--loss-option key=value``. Stateful losses keep
+their state in buffers, which are saved with the run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..errors import RbgError
+from ..models import TappedModel
+from ..registry import Registry
+
+
+@dataclass
+class LossOutput:
+    loss: torch.Tensor
+    logits: torch.Tensor
+    parts: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+class TrainingLoss(nn.Module):
+    """Base class; subclasses set ``Options`` and implement ``forward``."""
+
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: Any, num_classes: int) -> None:
+        super().__init__()
+        self.options = options
+        self.num_classes = num_classes
+
+    def forward(
+        self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
+    ) -> LossOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+LOSSES: Registry[type[TrainingLoss]] = Registry("loss")
+
+
+def register_loss(name: str, description: str):  # noqa: ANN201
+    def decorate(cls: type[TrainingLoss]) -> type[TrainingLoss]:
+        LOSSES.register(name, description)(cls)
+        return cls
+
+    return decorate
+
+
+def _convert(raw: Any, annotation: Any, key: str) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if raw.lower() in ("none", "null", ""):
+            return None
+        return _convert(raw, args[0], key)
+    try:
+        if annotation is bool:
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if annotation in (int, float):
+            return annotation(raw)
+    except ValueError:
+        raise RbgError(f"loss option {key}={raw!r} is not a valid {annotation.__name__}") from None
+    return raw
+
+
+def parse_loss_options(name: str, raw: dict[str, Any]) -> Any:
+    """Build the loss's ``Options`` from ``{key: value}``; unknown keys list the valid ones."""
+    cls = LOSSES.get(name).factory
+    opts_type = cls.Options
+    hints = typing.get_type_hints(opts_type)
+    fields = {f.name for f in dataclasses.fields(opts_type)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        valid = ", ".join(sorted(fields)) or "none"
+        raise RbgError(f"unknown option {unknown[0]!r} for loss {name!r}; valid: {valid}")
+    values = {k: _convert(v, hints[k], k) for k, v in raw.items()}
+    options = opts_type(**values)
+    check = getattr(options, "validate", None)
+    if check is not None:
+        check()
+    return options
+
+
+def create_loss(name: str, options: dict[str, Any], num_classes: int) -> TrainingLoss:
+    cls = LOSSES.get(name).factory
+    return cls(parse_loss_options(name, options), num_classes)
+
+
+def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """Every option of the loss with its value (defaults filled in), JSON-ready."""
+    return dataclasses.asdict(parse_loss_options(name, options))
+
+
+def method_name(name: str, options: dict[str, Any]) -> str:
+    """Readable method id: the loss plus its non-default options, e.g. ``laplacian_gamma0.001``."""
+    cls = LOSSES.get(name).factory
+    defaults = dataclasses.asdict(cls.Options())
+    given = dataclasses.asdict(parse_loss_options(name, options))
+    extras = [f"{k}{given[k]}" for k in sorted(given) if given[k] != defaults[k]]
+    return "_".join([name, *extras])

@@ -1,0 +1,90 @@
+"""The tidy results schema: one row per measurement, numbers stored as numbers.
+
+``results.csv`` in each run folder holds rows with exactly :data:`COLUMNS`. A *cell* is one
+(perturbation, param, param_value) setting with all its repeats and metrics; ``rbg attack``
+skips cells already present. Writes are atomic (temp file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import RbgError
+from .io import atomic_write
+
+COLUMNS: tuple[str, ...] = (
+    "run", "dataset", "model", "loss", "seed",
+    "perturbation", "param", "param_value", "repeat", "metric", "value", "n",
+)
+NUMERIC: tuple[str, ...] = ("seed", "param_value", "repeat", "value", "n")
+CELL_KEY: tuple[str, ...] = ("perturbation", "param", "param_value")
+
+
+def empty_results() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c in NUMERIC else "object")
+                         for c in COLUMNS})
+
+
+def validate(df: pd.DataFrame, source: Path | str) -> pd.DataFrame:
+    """Check the columns and numeric types; raise a readable error naming ``source``."""
+    if list(df.columns) != list(COLUMNS):
+        foreign = sorted(set(df.columns) - set(COLUMNS))
+        missing = sorted(set(COLUMNS) - set(df.columns))
+        detail = (f"foreign columns {foreign}" if foreign else f"missing columns {missing}"
+                  if missing else "columns out of order")
+        raise RbgError(f"{source} is not an rbg results file ({detail})")
+    for col in NUMERIC:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() & df[col].notna()
+        if bad.any():
+            row = int(bad.idxmax()) + 2
+            raise RbgError(f"{source}: non-numeric {col} {df[col][bad].iloc[0]!r} on line {row}")
+        df[col] = values.astype("float64")
+    for col in set(COLUMNS) - set(NUMERIC):
+        df[col] = df[col].astype("object")
+    return df
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """Read and validate one results file; a missing file is an empty table."""
+    path = Path(path)
+    if not path.exists():
+        return empty_results()
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                         dtype={"param": str, "run": str, "metric": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise RbgError(f"{path} is not a readable CSV ({str(err).splitlines()[0]})") from None
+    return validate(df, path)
+
+
+def write_results(path: Path, df: pd.DataFrame) -> None:
+    atomic_write(Path(path), lambda p: df.to_csv(p, index=False, float_format="%.10g"))
+
+
+def append_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Add rows to ``path`` atomically (re-reading it first); returns the whole table."""
+    new = pd.DataFrame(list(rows), columns=list(COLUMNS))
+    current = read_results(path)
+    table = new if current.empty else pd.concat([current, new], ignore_index=True)
+    table = validate(table, path)
+    write_results(path, table)
+    return table
+
+
+def cell_key(perturbation: str, param: str, param_value: float) -> tuple[str, str, float]:
+    return (str(perturbation), str(param), float(param_value))
+
+
+def completed_cells(df: pd.DataFrame) -> set[tuple[str, str, float]]:
+    return {cell_key(*k) for k in df[list(CELL_KEY)].drop_duplicates().itertuples(index=False)}
+
+
+def without_cells(df: pd.DataFrame, cells: Iterable[tuple[str, str, float]]) -> pd.DataFrame:
+    drop = set(cells)
+    keys = [cell_key(*k) for k in df[list(CELL_KEY)].itertuples(index=False)]
+    return df[[k not in drop for k in keys]].reset_index(drop=True)

@@ -1,0 +1,233 @@
+"""Training: one (configuration, seed) run into one run folder. The core never prints;
+progress goes to an optional callback.
+
+Each epoch ends with an atomic checkpoint (weights, optimiser, scheduler, loss state, log), so
+a killed run resumes at its last finished epoch. The batch order and augmentation of epoch e
+come from generators seeded by (seed, e), so a resumed run ends with the same weights as an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig, stable_seed
+from .data import DatasetInfo, ImageData, load_dataset
+from .device import generator, seed_everything
+from .errors import RbgError
+from .inference import accuracy
+from .io import atomic_write, write_json_atomic, write_text_atomic
+from .losses import create_loss, resolved_options
+from .runs import (
+    CHECKPOINT,
+    CONFIG,
+    LOSS_STATE,
+    TRAIN_LOG,
+    WEIGHTS,
+    RunSpec,
+    build_model,
+    prepare_run_dir,
+    save_weights,
+    write_status,
+)
+
+
+class TrainingDiverged(RbgError):
+    """The loss became NaN or infinite; the run is marked failed."""
+
+
+@dataclass
+class Progress:
+    run: str
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    loss: float
+    accuracy: float
+
+
+@dataclass
+class RunOutcome:
+    spec: RunSpec
+    status: str  # trained | resumed | skipped | failed
+    train_accuracy: float = math.nan
+    test_accuracy: float = math.nan
+    seconds: float = 0.0
+    message: str = ""
+
+
+def augment_batch(x: torch.Tensor, info: DatasetInfo, gen: torch.Generator) -> torch.Tensor:
+    """Random translation by up to H/8 pixels (zero padding), plus flips where label-safe."""
+    b, _, h, w = x.shape
+    pad = max(1, h // 8)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=gen.device).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen, device=gen.device).to(x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]
+    cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]
+    out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows, cols]
+    out = out.permute(0, 3, 1, 2)
+    if info.flip:
+        flip = torch.rand(b, generator=gen, device=gen.device).to(x.device) < 0.5
+        out = torch.where(flip[:, None, None, None], out.flip(3), out)
+    return out.contiguous()
+
+
+def _log_csv(rows: list[tuple[int, str, str, float]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", "split", "metric", "value"])
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    atomic_write(path, lambda p: torch.save(state, p))
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # an unreadable checkpoint: refuse, do not guess
+        raise RbgError(f"cannot resume from {path}: {err}; use --overwrite to restart") from None
+
+
+def train_run(
+    spec: RunSpec,
+    *,
+    device: torch.device,
+    data_dir: Path | None = None,
+    download: bool = False,
+    overwrite: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    datasets: tuple[ImageData, ImageData] | None = None,
+) -> RunOutcome:
+    """Train one run; returns ``skipped`` when the folder already holds it complete."""
+    cfg: TrainConfig = spec.config.resolved()
+    action = prepare_run_dir(spec, overwrite)
+    if action == "skip":
+        return RunOutcome(spec, "skipped")
+    if datasets is None:
+        datasets = (
+            load_dataset(cfg.dataset, True, data_dir, download=download, split_seed=cfg.split_seed),
+            load_dataset(cfg.dataset, False, data_dir, split_seed=cfg.split_seed),
+        )
+    train_data, test_data = datasets
+    run_dir = spec.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if action == "new":
+        write_json_atomic(run_dir / CONFIG, spec.config_record())
+
+    seed_everything(spec.seed)
+    model, info = build_model(cfg)
+    model.to(device)
+    loss_fn = create_loss(cfg.loss, cfg.loss_options, info.num_classes).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=list(cfg.resolved_milestones()), gamma=cfg.lr_factor
+    )
+    log: list[tuple[int, str, str, float]] = []
+    start_epoch = 0
+    if action == "resume":
+        ckpt = _load_checkpoint(run_dir / CHECKPOINT)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        loss_fn.load_state_dict(ckpt["loss"])
+        log = [tuple(r) for r in ckpt["log"]]  # type: ignore[misc]
+        start_epoch = int(ckpt["epoch"]) + 1
+    write_status(run_dir, "running", epochs_done=start_epoch)
+
+    x_train = train_data.images.to(device)
+    y_train = train_data.labels.to(device)
+    n = len(train_data)
+    batches = math.ceil(n / cfg.batch_size)
+    t0 = time.perf_counter()
+    train_acc = math.nan
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        gen = generator(stable_seed("epoch", spec.seed, epoch))
+        order = torch.randperm(n, generator=gen).to(device)
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for b in range(batches):
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            x = x_train[idx].to(torch.float32) / train_data.scale
+            y = y_train[idx]
+            if cfg.augment:
+                x = augment_batch(x, info, gen)
+            out = loss_fn(model, x, y)
+            if not torch.isfinite(out.loss):
+                msg = f"loss became {out.loss.item()} at epoch {epoch + 1}, batch {b + 1}"
+                write_status(run_dir, "failed", message=msg, epochs_done=epoch)
+                raise TrainingDiverged(f"{spec.name}: {msg}")
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            after_step = getattr(loss_fn, "after_step", None)
+            if after_step is not None:
+                after_step(model)
+            total_loss += out.loss.detach() * len(y)
+            correct += (out.logits.detach().argmax(1) == y).sum()
+            if on_progress is not None and (b % 10 == 0 or b == batches - 1):
+                seen = min((b + 1) * cfg.batch_size, n)
+                on_progress(Progress(spec.name, epoch + 1, cfg.epochs, b + 1, batches,
+                                     float(total_loss) / seen, float(correct) / seen))
+        lr_used = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        model.eval()
+        train_acc = float(correct) / n
+        test_acc = accuracy(model, test_data, device=device)
+        log += [
+            (epoch + 1, "train", "loss", float(total_loss) / n),
+            (epoch + 1, "train", "accuracy", train_acc),
+            (epoch + 1, "test", "accuracy", test_acc),
+            (epoch + 1, "train", "lr", lr_used),
+        ]
+        _save_checkpoint(run_dir / CHECKPOINT, {
+            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "loss": loss_fn.state_dict(), "log": log,
+        })
+        write_text_atomic(run_dir / TRAIN_LOG, _log_csv(log))
+        write_status(run_dir, "running", epochs_done=epoch + 1)
+
+    model.eval()
+    save_weights(run_dir / WEIGHTS, model.state_dict())
+    loss_state = loss_fn.state_dict()
+    if loss_state:
+        save_weights(run_dir / LOSS_STATE, loss_state)
+    test_acc = accuracy(model, test_data, device=device)
+    write_text_atomic(run_dir / TRAIN_LOG, _log_csv(log))
+    seconds = time.perf_counter() - t0
+    write_status(run_dir, "complete", epochs_done=cfg.epochs, train_seconds=round(seconds, 3),
+                 test_accuracy=test_acc)
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)
+    final_train = next((v for e, s, m, v in reversed(log) if s == "train" and m == "accuracy"),
+                       train_acc)
+    return RunOutcome(spec, "resumed" if action == "resume" else "trained",
+                      final_train, test_acc, seconds)
+
+
+def plan_runs(
+    config: TrainConfig, seeds: list[int], out: Path
+) -> list[RunSpec]:
+    """The training units of a sweep: one :class:`RunSpec` per seed (plain data)."""
+    from .runs import run_name
+
+    config.validate()
+    options = resolved_options(config.loss, config.loss_options)
+    config = replace(config.resolved(), loss_options=options)
+    return [RunSpec(config, s, Path(out) / run_name(config, s)) for s in seeds]
