@@ -48,6 +48,8 @@ class TrainConfig:
     weight_decay: float = 5e-4
     augment: bool = False
     grad_clip: float | None = None
+    parseval: bool = False
+    parseval_beta: float = 0.01
     split_seed: int = 0
 
     def resolved(self) -> TrainConfig:

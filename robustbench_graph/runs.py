@@ -29,7 +29,7 @@ from .config import TrainConfig
 from .data import DatasetInfo, dataset_info
 from .errors import RbgError
 from .io import atomic_write, write_json_atomic
-from .losses import method_name
+from .losses import LOSSES, method_name, parse_loss_options
 from .models import TappedModel, create_model
 
 CONFIG = "config.json"
@@ -51,7 +51,7 @@ class RunSpec:
 
     @property
     def method(self) -> str:
-        return method_name(self.config.loss, self.config.loss_options)
+        return method_of(self.config)
 
     @property
     def name(self) -> str:
@@ -85,9 +85,14 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def method_of(config: TrainConfig) -> str:
+    """The training configuration without the seed, named readably (``laplacian+parseval``)."""
+    name = method_name(config.loss, config.loss_options)
+    return f"{name}+parseval" if config.parseval else name
+
+
 def run_name(config: TrainConfig, seed: int) -> str:
-    method = method_name(config.loss, config.loss_options)
-    return f"{config.dataset}-{config.model}-{method}-seed{seed}"
+    return f"{config.dataset}-{config.model}-{method_of(config)}-seed{seed}"
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
@@ -188,8 +193,17 @@ class LoadedRun:
 
 
 def build_model(cfg: TrainConfig) -> tuple[TappedModel, DatasetInfo]:
+    """The run's architecture: the registered model, made Parseval if asked, then adapted by
+    its loss (e.g. a centroid head)."""
     info = dataset_info(cfg.dataset)
-    return create_model(cfg.model, info, width=cfg.width, feature_dim=cfg.feature_dim), info
+    model = create_model(cfg.model, info, width=cfg.width, feature_dim=cfg.feature_dim)
+    if cfg.parseval:
+        from .parseval import make_parseval
+
+        make_parseval(model)
+    loss_cls = LOSSES.get(cfg.loss).factory
+    model = loss_cls.adapt_model(model, parse_loss_options(cfg.loss, cfg.loss_options))
+    return model, info
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:

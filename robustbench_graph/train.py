@@ -129,6 +129,8 @@ def train_run(
 
     seed_everything(spec.seed)
     model, info = build_model(cfg)
+    if cfg.parseval:
+        from .parseval import retract_
     model.to(device)
     loss_fn = create_loss(cfg.loss, cfg.loss_options, info.num_classes).to(device)
     optimizer = torch.optim.SGD(
@@ -177,9 +179,9 @@ def train_run(
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
-            after_step = getattr(loss_fn, "after_step", None)
-            if after_step is not None:
-                after_step(model)
+            if cfg.parseval:
+                retract_(model, cfg.parseval_beta)
+            loss_fn.after_step(model)
             total_loss += out.loss.detach() * len(y)
             correct += (out.logits.detach().argmax(1) == y).sum()
             if on_progress is not None and (b % 10 == 0 or b == batches - 1):
@@ -205,6 +207,8 @@ def train_run(
         write_status(run_dir, "running", epochs_done=epoch + 1)
 
     model.eval()
+    with torch.no_grad():
+        loss_fn.finish(model, x_train.to(torch.float32) / train_data.scale, y_train)
     save_weights(run_dir / WEIGHTS, model.state_dict())
     loss_state = loss_fn.state_dict()
     if loss_state:

@@ -49,6 +49,20 @@ class TrainingLoss(nn.Module):
     ) -> LossOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    # Extension points (no-ops by default) -------------------------------------------------
+    @classmethod
+    def adapt_model(cls, model: TappedModel, options: Any) -> TappedModel:
+        """Change the architecture the loss needs (e.g. a centroid head); called when the
+        model is built, for training and for loading a finished run alike."""
+        return model
+
+    def after_step(self, model: TappedModel) -> None:
+        """Called after every optimiser step."""
+
+    def finish(self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor) -> None:
+        """Called once after the last epoch with the clean training set (on the device),
+        before the weights are saved (e.g. to compute class centroids)."""
+
 
 LOSSES: Registry[type[TrainingLoss]] = Registry("loss")
 
