@@ -86,8 +86,8 @@ def _as_image_data(
     images: np.ndarray, labels: np.ndarray, scale: float, info: DatasetInfo
 ) -> ImageData:
     return ImageData(
-        torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)),
-        torch.from_numpy(labels.astype(np.int64)),
+        torch.from_numpy(np.array(images, dtype=np.uint8, order="C", copy=True)),
+        torch.from_numpy(np.array(labels, dtype=np.int64, copy=True)),
         scale,
         info,
     )

@@ -16,6 +16,9 @@ from .base import MODELS, TappedModel
 
 
 class PreActBlock(nn.Module):
+    # Parseval networks set this to 0.5: out = 0.5 conv2(...) + 0.5 shortcut (parseval.py).
+    residual_weight = 1.0
+
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(c_in)
@@ -33,6 +36,9 @@ class PreActBlock(nn.Module):
         r1 = self.relu1(self.bn1(x))
         short = self.shortcut(r1) if self.shortcut is not None else x
         r2 = self.relu2(self.bn2(self.conv1(r1)))
+        if self.residual_weight != 1.0:
+            w = self.residual_weight
+            return w * self.conv2(r2) + (1.0 - w) * short
         return self.conv2(r2) + short
 
 

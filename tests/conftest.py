@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny real data (scikit-learn digits) and quickly trained runs."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module="foolbox")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A smallcnn trained 3 epochs on digits (about 1 s); returns its run folder."""
+    from robustbench_graph.config import TrainConfig
+    from robustbench_graph.train import plan_runs, train_run
+
+    out = tmp_path_factory.mktemp("runs")
+    (spec,) = plan_runs(TrainConfig(dataset="digits", epochs=3), [0], out)
+    train_run(spec, device=torch.device("cpu"))
+    return spec.run_dir
+
+
+def cli(*args: str):  # noqa: ANN201
+    """Invoke the rbg CLI in-process; returns the click Result."""
+    from typer.testing import CliRunner
+
+    import robustbench_graph.cli.commands  # noqa: F401
+    from robustbench_graph.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+from conftest import cli
+
+
+def test_train_end_to_end_on_digits(tmp_path):
+    result = cli("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "2",
+                 "--out", tmp_path, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    for seed in (0, 1):
+        run = tmp_path / f"digits-smallcnn-ce-seed{seed}"
+        assert json.loads((run / "status.json").read_text())["status"] == "complete"
+    assert "training runs" in result.output and "digits-smallcnn-ce-seed1" in result.output
+    again = cli("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "2",
+                "--out", tmp_path)
+    assert again.exit_code == 0 and "skipped" in again.output
+
+
+def test_list_shows_registries():
+    result = cli("list")
+    assert result.exit_code == 0
+    for word in ("mnist5k", "digits", "smallcnn", "preactresnet18", "resnet18", "ce"):
+        assert word in result.output
+    assert cli("list", "models").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--dataset", "imagenet"], "unknown dataset 'imagenet'; valid:"),
+        (["train", "--model", "vgg"], "unknown model 'vgg'; valid:"),
+        (["train", "--loss", "hinge"], "unknown loss 'hinge'; valid:"),
+        (["train", "--seeds", "3-1"], "malformed seed"),
+        (["train", "--seeds", "x"], "malformed seed"),
+        (["train", "--epochs", "0"], "--epochs must be positive"),
+        (["train", "--batch-size", "-5"], "--batch-size must be positive"),
+        (["train", "-o", "gamma=1"], "unknown option 'gamma' for loss 'ce'"),
+        (["train", "-o", "novalue"], "key=value"),
+        (["train", "--dataset", "cifar10", "--data-dir", "/nonexistent/x"], "--download"),
+        (["train", "--device", "tpu"], "unknown device"),
+        (["list", "widgets"], "unknown registry"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(args, message, tmp_path):
+    result = cli(*args, "--out", tmp_path / "o") if args[0] == "train" else cli(*args)
+    assert result.exit_code != 0
+    assert message in result.output.replace("\n", " ")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_unwritable_out_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cli("train", "--dataset", "digits", "--epochs", "1", "--out", blocker / "sub")
+    assert result.exit_code == 1 and "not writable" in result.output

@@ -1,0 +1,136 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from robustbench_graph.data import DATASETS, dataset_info, load_dataset, stratified_split
+from robustbench_graph.errors import RbgError
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits"])
+def test_embedded_split_is_stratified_disjoint_reproducible(name):
+    train = load_dataset(name, True)
+    test = load_dataset(name, False)
+    again = load_dataset(name, False)
+    other_seed = load_dataset(name, False, split_seed=1)
+    assert torch.equal(test.images, again.images) and torch.equal(test.labels, again.labels)
+    assert not torch.equal(test.images, other_seed.images)
+    # disjoint: no test image is a training image (compare indices via the raw split)
+    from robustbench_graph import data_files
+
+    reader = "read_mnist5k" if name == "mnist5k" else "read_sklearn_digits"
+    _, labels = getattr(data_files, reader)()
+    tr, te = stratified_split(labels, 0.2, 0)
+    assert not set(tr) & set(te) and len(tr) + len(te) == len(labels)
+    # stratified: each class keeps its share within one image
+    share = np.bincount(labels[te], minlength=10) / np.bincount(labels, minlength=10)
+    assert np.all(np.abs(share - 0.2) < 0.01)
+    assert len(train) == len(tr) and len(test) == len(te)
+
+
+def test_mnist5k_sizes_and_range():
+    train, test = load_dataset("mnist5k", True), load_dataset("mnist5k", False)
+    assert (len(train), len(test)) == (4000, 1000)
+    assert torch.equal(test.labels.bincount(), torch.full((10,), 100))
+    x = test.float()
+    assert x.dtype == torch.float32 and x.shape == (1000, 1, 28, 28)
+    assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "digits"])
+def test_declared_statistics_match_training_split(name):
+    x = load_dataset(name, True).float()
+    info = dataset_info(name)
+    assert abs(x.mean().item() - info.mean[0]) < 1e-4
+    assert abs(x.std().item() - info.std[0]) < 1e-4
+
+
+def test_every_dataset_declares_its_shape():
+    for entry in DATASETS:
+        info = entry.factory().info
+        assert info.num_classes in (10, 100)
+        assert len(info.mean) == len(info.std) == info.input_shape[0]
+
+
+def _write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_mnist_idx_folder(tmp_path, name, folder):
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    train = load_dataset(name, True, tmp_path)
+    test = load_dataset(name, False, tmp_path)
+    assert train.float().shape == (12, 1, 28, 28) and len(test) == 5
+    assert test.labels.tolist() == [0, 1, 2, 3, 4]
+
+
+def _write_cifar(folder, files, key, n, classes):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for f in files:
+        batch = {"data": rng.integers(0, 256, (n, 3072)).astype(np.uint8),
+                 key: list(rng.integers(0, classes, n))}
+        with open(folder / f, "wb") as fh:
+            pickle.dump(batch, fh)
+
+
+def test_cifar10_pickle_folder(tmp_path):
+    files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    _write_cifar(tmp_path / "cifar-10-batches-py", files, "labels", 4, 10)
+    train = load_dataset("cifar10", True, tmp_path)
+    assert train.float().shape == (20, 3, 32, 32)
+    assert len(load_dataset("cifar10", False, tmp_path)) == 4
+
+
+def test_cifar100_pickle_folder(tmp_path):
+    _write_cifar(tmp_path / "cifar-100-python", ["train", "test"], "fine_labels", 6, 100)
+    assert load_dataset("cifar100", True, tmp_path).float().shape == (6, 3, 32, 32)
+
+
+def test_svhn_mat_folder(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 7), ("test", 3)):
+        savemat(tmp_path / f"{split}_32x32.mat",
+                {"X": rng.integers(0, 256, (32, 32, 3, n)).astype(np.uint8),
+                 "y": np.array([[10], [1], [2], [3], [4], [5], [6]])[:n]})
+    test = load_dataset("svhn", False, tmp_path)
+    assert test.float().shape == (3, 3, 32, 32) and test.labels.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"])
+def test_missing_files_give_one_clear_error(tmp_path, name):
+    with pytest.raises(RbgError) as err:
+        load_dataset(name, True, tmp_path)
+    message = str(err.value)
+    assert str(tmp_path) in message and "--download" in message and "\n" not in message
+
+
+def test_cifar_pickle_with_code_is_refused(tmp_path):
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(folder / "train", "wb") as fh:
+        pickle.dump({"data": Evil(), "fine_labels": [0]}, fh)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        load_dataset("cifar100", True, tmp_path)
+
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(RbgError, match="valid: .*mnist5k"):
+        load_dataset("imagenet", True)
