@@ -1,0 +1,10 @@
+"""``rbg report``: summaries, comparisons with a baseline, box plots and an HTML page.
+
+The core only computes and writes files; it never prints. See :func:`build_report`.
+"""
+
+from .build import Report, build_report
+from .collect import NoUsableResults, RunInfo
+from .compare import holm
+
+__all__ = ["NoUsableResults", "Report", "RunInfo", "build_report", "holm"]
