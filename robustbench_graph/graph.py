@@ -30,6 +30,7 @@ def cosine_similarity(features: torch.Tensor) -> torch.Tensor:
     """
     flat = features.reshape(features.shape[0], -1)
     gram = flat @ flat.T
+    gram = (gram + gram.T) / 2  # exactly symmetric (BLAS may round the halves differently)
     norms = gram.diagonal().clamp_min(_EPS * _EPS).sqrt()
     return gram / (norms[:, None] * norms[None, :])
 

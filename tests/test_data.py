@@ -60,7 +60,8 @@ def _write_idx(path, array):
     path.write_bytes(header + array.tobytes())
 
 
-@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+@pytest.mark.parametrize(("name", "folder"),
+                         [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
 def test_mnist_idx_folder(tmp_path, name, folder):
     raw = tmp_path / folder / "raw"
     raw.mkdir(parents=True)

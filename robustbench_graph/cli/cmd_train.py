@@ -48,6 +48,12 @@ def train(
         help="Random translations (and flips on CIFAR/SVHN-like sets).")] = False,
     grad_clip: Annotated[float | None, typer.Option(
         help="Clip the gradient norm to this value.")] = None,
+    parseval: Annotated[bool, typer.Option(
+        help="Parseval training (LapNet App. A): convex residual sums, orthogonality "
+             "retraction after every step, conv renormalisation on batch-norm models.")
+    ] = False,
+    parseval_beta: Annotated[float, typer.Option(
+        help="Step size beta of the Parseval retraction.")] = 0.01,
     width: Annotated[int | None, typer.Option(help="Model width (model default if unset).")
                      ] = None,
     feature_dim: Annotated[int | None, typer.Option(
@@ -77,7 +83,7 @@ def train(
         loss_options=parse_key_values(loss_option, "--loss-option"), epochs=epochs,
         batch_size=batch_size, lr=lr, lr_milestones=milestones, lr_factor=lr_factor,
         momentum=momentum, weight_decay=weight_decay, augment=augment, grad_clip=grad_clip,
-        split_seed=split_seed,
+        parseval=parseval, parseval_beta=parseval_beta, split_seed=split_seed,
     )
     specs = plan_runs(cfg, seed_list, out)
     dev = resolve_device(device)
