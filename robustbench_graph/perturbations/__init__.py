@@ -1,0 +1,38 @@
+"""Perturbation registry; every module in this package registers its perturbations on import.
+The suite order follows :data:`SUITE_ORDER` (cheap first)."""
+
+import importlib
+import pkgutil
+
+from .base import (
+    PERTURBATIONS,
+    Cell,
+    EvalContext,
+    Measurement,
+    Perturbation,
+    register_perturbation,
+)
+
+for _mod in pkgutil.iter_modules(__path__):
+    if _mod.name != "base":
+        importlib.import_module(f"{__name__}.{_mod.name}")
+
+SUITE_ORDER = ("clean", "gaussian", "gaussian-iid", "fgsm-before-norm", "fgsm-after-norm",
+               "dropout", "quantize", "deepfool")
+
+
+def suite_names(spec: str) -> list[str]:
+    """Resolve ``all`` or a comma list to registered names, in suite order."""
+    names = PERTURBATIONS.names()
+    if spec.strip() == "all":
+        chosen = names
+    else:
+        chosen = [s.strip() for s in spec.split(",") if s.strip()]
+        for name in chosen:
+            PERTURBATIONS.get(name)
+    order = {n: i for i, n in enumerate(SUITE_ORDER)}
+    return sorted(dict.fromkeys(chosen), key=lambda n: (order.get(n, len(order)), n))
+
+
+__all__ = ["PERTURBATIONS", "Cell", "EvalContext", "Measurement", "Perturbation",
+           "register_perturbation", "suite_names", "SUITE_ORDER"]

@@ -1,0 +1,244 @@
+"""Each perturbation against an independent reference (METHODS.md sections 1 and 8)."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from robustbench_graph import load_run
+from robustbench_graph.config import AttackConfig
+from robustbench_graph.data import DatasetInfo, ImageData
+from robustbench_graph.models import create_model
+from robustbench_graph.perturbations import PERTURBATIONS, Cell, EvalContext
+from robustbench_graph.perturbations.dropout import seeded_dropout
+from robustbench_graph.perturbations.fgsm import fgsm
+from robustbench_graph.perturbations.gaussian import noise_std_for_snr, snr_db
+from robustbench_graph.perturbations.quantize import power_of_two_scale, quantized_copy
+
+CPU = torch.device("cpu")
+INFO = DatasetInfo("toy", 10, (3, 8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False, False)
+
+
+def _toy_context(n=64, lo=0.25, hi=0.75, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    images = lo + (hi - lo) * torch.rand(n, 3, 8, 8, generator=gen)
+    data = ImageData((images * 255).round().to(torch.uint8),
+                     torch.randint(0, 10, (n,), generator=gen), 255.0, INFO)
+    torch.manual_seed(seed)
+    model = create_model("smallcnn", INFO, width=4).eval()
+    return EvalContext(model, data, CPU, "toy-run", batch_size=16)
+
+
+def _measure(name, cell, ctx):
+    return PERTURBATIONS.create(name).measure(cell, ctx)
+
+
+def _values(rows, metric):
+    return [r.value for r in rows if r.metric == metric]
+
+
+# --- Gaussian -----------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["gaussian", "gaussian-iid"])
+@pytest.mark.parametrize("target", [5.0, 15.0, 20.0])
+def test_gaussian_hits_target_mean_snr(mode, target):
+    ctx = _toy_context(n=256)
+    rows = _measure(mode, Cell(mode, "snr_db", target, {"draws": 40}), ctx)
+    realised = _values(rows, "snr_db")
+    assert len(realised) == 40
+    assert abs(sum(realised) / len(realised) - target) < 0.05
+
+
+def test_noise_std_formula_matches_definition():
+    x = torch.rand(100, 3, 32, 32)
+    sigma = noise_std_for_snr(x, 14.0)
+    mean_log = (20 * torch.log10(x.double().flatten(1).norm(dim=1))).mean()
+    assert math.isclose(float(mean_log - 20 * math.log10(sigma * math.sqrt(3072))), 14.0,
+                        abs_tol=1e-9)
+
+
+class _Recorder(nn.Module):
+    """Wraps a model and keeps every input it sees."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+        self.normalize, self.block_taps = model.normalize, model.block_taps
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.model(x)
+
+
+def test_shared_mode_uses_one_pattern_per_draw():
+    ctx = _toy_context(n=48)
+    rec = _Recorder(ctx.model)
+    ctx.model = rec
+    _measure("gaussian", Cell("gaussian", "snr_db", 30.0, {"draws": 2}), ctx)
+    clean = ctx.data.float()
+    per_draw = torch.cat(rec.seen).view(2, 48, 3, 8, 8) - clean  # 3 batches of 16 per draw
+    for d in range(2):
+        assert torch.allclose(per_draw[d], per_draw[d][:1].expand_as(per_draw[d]), atol=1e-6)
+    assert not torch.allclose(per_draw[0], per_draw[1])
+    rec.seen.clear()
+    _measure("gaussian-iid", Cell("gaussian-iid", "snr_db", 30.0, {"draws": 1}), ctx)
+    iid = torch.cat(rec.seen) - clean
+    assert not torch.allclose(iid[0], iid[1])
+
+
+def test_gaussian_strength_zero_is_identity():
+    ctx = _toy_context()
+    assert noise_std_for_snr(ctx.data.float(), math.inf) == 0.0
+    clean = _values(_measure("clean", Cell("clean", "none", 0.0), ctx), "accuracy")[0]
+    noisy = _measure("gaussian", Cell("gaussian", "snr_db", math.inf, {"draws": 3}), ctx)
+    assert _values(noisy, "accuracy") == [clean] * 3
+
+
+# --- FGSM ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("target", [15.0, 33.0])
+def test_fgsm_realised_snr_per_image_equals_target(target):
+    ctx = _toy_context(n=32)
+    x, y = next(ctx.batches())
+    adv = fgsm(ctx.model, x, y, snr=target, clip=True)
+    assert 0 < adv.min() and adv.max() < 1  # nothing clipped with these images
+    assert torch.allclose(snr_db(x, adv - x).double(), torch.full((16,), target,
+                          dtype=torch.float64), atol=1e-3)
+    u = ctx.model.normalize(x)
+    adv_u = fgsm(ctx.model.forward_normalized, u, y, snr=target, clip=False)
+    assert torch.allclose(snr_db(u, adv_u - u).double(), torch.full((16,), target,
+                          dtype=torch.float64), atol=1e-3)
+
+
+def test_fgsm_direction_is_the_sign_of_the_loss_gradient():
+    torch.manual_seed(1)
+    weight = torch.randn(10, 12)
+    linear = lambda u: u.flatten(1) @ weight.T  # noqa: E731
+    u = torch.rand(5, 12)
+    y = torch.tensor([0, 1, 2, 3, 4])
+    adv = fgsm(linear, u, y, linf=0.01, clip=False)
+    # hand gradient of the summed cross-entropy of a linear model: W^T (softmax - onehot)
+    p = torch.softmax(linear(u), dim=1)
+    grad = (p - torch.nn.functional.one_hot(y, 10).float()) @ weight
+    assert torch.allclose(adv - u, 0.01 * grad.sign(), atol=1e-7)
+    loss = lambda v: torch.nn.functional.cross_entropy(linear(v), y)  # noqa: E731
+    assert loss(adv) > loss(u)
+
+
+def test_fgsm_before_clips_and_after_does_not():
+    ctx = _toy_context(n=16, lo=0.0, hi=1.0)
+    x, y = next(ctx.batches())
+    before = fgsm(ctx.model, x, y, snr=10.0, clip=True)
+    assert before.min() >= 0 and before.max() <= 1
+    u = ctx.model.normalize(x)
+    after = fgsm(ctx.model.forward_normalized, u, y, snr=10.0, clip=False)
+    pixels = after * ctx.model.normalize.std + ctx.model.normalize.mean
+    assert pixels.min() < 0 or pixels.max() > 1  # unclipped, outside the pixel range
+    rows_b = _measure("fgsm-before-norm", Cell("fgsm-before-norm", "snr_db", 10.0), ctx)
+    rows_a = _measure("fgsm-after-norm", Cell("fgsm-after-norm", "snr_db", 10.0), ctx)
+    assert _values(rows_b, "snr_db") != _values(rows_a, "snr_db")
+
+
+# --- Dropout ------------------------------------------------------------------------------
+def test_dropout_p0_is_clean_accuracy_exactly():
+    ctx = _toy_context()
+    clean = _values(_measure("clean", Cell("clean", "none", 0.0), ctx), "accuracy")[0]
+    rows = _measure("dropout", Cell("dropout", "p", 0.0, {"repeats": 3}), ctx)
+    assert _values(rows, "accuracy") == [clean] * 3
+
+
+def test_dropout_repeats_differ_and_reproduce():
+    ctx = _toy_context(n=128)
+    cell = Cell("dropout", "p", 0.4, {"repeats": 5})
+    first = _values(_measure("dropout", cell, ctx), "accuracy")
+    again = _values(_measure("dropout", cell, ctx), "accuracy")
+    assert first == again and len(set(first)) > 1
+
+
+def test_seeded_dropout_is_inverted_dropout():
+    gen = torch.Generator().manual_seed(0)
+    t = torch.ones(200_000)
+    out = seeded_dropout(0.25, gen)(t)
+    values = out.unique().tolist()
+    assert len(values) == 2 and values[0] == 0.0 and math.isclose(values[1], 1 / 0.75,
+                                                                  rel_tol=1e-6)
+    assert abs(float((out == 0).float().mean()) - 0.25) < 0.01
+
+
+# --- Quantisation -------------------------------------------------------------------------
+def test_quantized_weights_are_scaled_integers_in_range():
+    ctx = _toy_context()
+    before = {k: v.clone() for k, v in ctx.model.state_dict().items()}
+    q, clamped, total = quantized_copy(ctx.model, 5)
+    for (name, w), (_, wq) in zip(ctx.model.named_modules(), q.named_modules(), strict=True):
+        if isinstance(w, nn.Conv2d | nn.Linear):
+            v = power_of_two_scale(w.weight, 5)
+            levels = wq.weight.double() * v
+            assert torch.equal(levels, levels.round()), name
+            assert levels.abs().max() <= 15
+            small = w.weight.abs() < 1 / v
+            assert (wq.weight[small] == 0).all()
+            assert torch.equal(wq.bias, w.bias)
+            peak = float(w.weight.detach().abs().max())
+            assert 8 <= peak * v < 16 or peak >= 1  # M 2^(n-1) in [0.5, 1)
+    assert clamped == 0 and total > 0
+    after = ctx.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_32_bit_budget_changes_nothing_measurable():
+    ctx = _toy_context()
+    clean = _values(_measure("clean", Cell("clean", "none", 0.0), ctx), "accuracy")
+    rows = _measure("quantize", Cell("quantize", "bits", 32.0), ctx)
+    assert _values(rows, "accuracy") == clean
+    q, _, _ = quantized_copy(ctx.model, 32)
+    for a, b in zip(ctx.model.parameters(), q.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=0, atol=1e-8)  # truncation error below 2^-27
+
+
+def test_power_of_two_scale_examples():
+    assert power_of_two_scale(torch.tensor([0.3]), 5) == 2.0**5  # n=2: 0.3*4 >= 1
+    assert power_of_two_scale(torch.tensor([0.5]), 5) == 2.0**4  # n=1
+    assert power_of_two_scale(torch.tensor([2.0]), 5) == 2.0**3  # M >= 1: n=0
+
+
+# --- DeepFool -----------------------------------------------------------------------------
+def test_deepfool_foolbox_backend_equals_foolbox_called_directly(digits_run):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import foolbox as fb
+    from robustbench_graph import load_dataset
+    from robustbench_graph.perturbations.deepfool import foolbox_deepfool
+
+    run = load_run(digits_run)
+    test = load_dataset("digits", False)
+    x, y = test.float(slice(0, 40)), test.labels[:40]
+    ours = foolbox_deepfool(run.model, x, y, norm="l2", steps=50, candidates=10,
+                            overshoot=0.02, loss="logits")
+    attack = fb.attacks.L2DeepFoolAttack(steps=50, candidates=10, overshoot=0.02)
+    direct, _, _ = attack(fb.PyTorchModel(run.model, bounds=(0, 1)), x, y, epsilons=None)
+    assert torch.equal(ours, direct)
+    with torch.no_grad():
+        fooled = run.model(ours).argmax(1) != y
+        correct = run.model(x).argmax(1) == y
+    moved = (ours - x).flatten(1).norm(dim=1) > 0
+    assert fooled[correct & moved].all()  # every successful perturbation changes the label
+
+
+@pytest.mark.parametrize("backend", ["foolbox", "native"])
+def test_deepfool_metrics(digits_run, backend):
+    if backend == "native":
+        pytest.importorskip("robustbench_graph.deepfool")
+    run = load_run(digits_run)
+    from robustbench_graph import load_dataset
+
+    ctx = EvalContext(run.model, load_dataset("digits", False), CPU, run.name)
+    cell = PERTURBATIONS.create("deepfool").cells(
+        AttackConfig(deepfool_samples=60, deepfool_backend=backend))[0]
+    rows = {r.metric: r for r in _measure("deepfool", cell, ctx)}
+    assert rows["success_rate"].value > 0.9
+    assert 0 < rows["median_l2"].value and 0 < rows["mean_l2"].value < 10
+    per_dim = rows["mean_l2_per_dim"]
+    expected = rows["mean_l2"].value * rows["mean_l2"].n / 64 / per_dim.n
+    assert math.isclose(per_dim.value, expected, rel_tol=1e-9)
