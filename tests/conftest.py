@@ -14,12 +14,12 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smallcnn trained 3 epochs on digits (about 1 s); returns its run folder."""
+    """A smallcnn trained 20 epochs on digits (a few seconds); returns its run folder."""
     from robustbench_graph.config import TrainConfig
     from robustbench_graph.train import plan_runs, train_run
 
     out = tmp_path_factory.mktemp("runs")
-    (spec,) = plan_runs(TrainConfig(dataset="digits", epochs=3), [0], out)
+    (spec,) = plan_runs(TrainConfig(dataset="digits", epochs=20), [0], out)
     train_run(spec, device=torch.device("cpu"))
     return spec.run_dir
 

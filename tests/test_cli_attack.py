@@ -1,0 +1,126 @@
+"""``rbg attack`` end to end on a tiny trained run, idempotence, and bad input."""
+
+import hashlib
+import shutil
+
+import pandas as pd
+import pytest
+
+from robustbench_graph.records import COLUMNS
+
+from conftest import cli
+
+FAST = ["--gaussian-draws", "3", "--dropout-repeats", "3", "--deepfool-samples", "40",
+        "--deepfool-backend", "foolbox", "--device", "cpu"]
+
+
+@pytest.fixture
+def runs(tmp_path, digits_run):
+    """Two copies of the trained digits run (as two seeds of one method)."""
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        shutil.copytree(digits_run, root / f"{digits_run.name[:-1]}{seed}")
+    return root
+
+
+def _hash_tree(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name != ".rbg.lock":
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def test_attack_whole_suite_tidy_and_idempotent(runs):
+    result = cli("attack", "--runs", runs, *FAST)
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(next(runs.glob("*seed0")) / "results.csv")
+    assert tuple(table.columns) == COLUMNS
+    assert set(table.perturbation) == {"clean", "gaussian", "gaussian-iid", "fgsm-before-norm",
+                                       "fgsm-after-norm", "dropout", "quantize", "deepfool"}
+    assert pd.api.types.is_numeric_dtype(table.value)
+    acc = table[table.metric == "accuracy"]
+    assert acc.value.between(0, 1).all()
+    clean = acc[acc.perturbation == "clean"].value.item()
+    attacked = acc[acc.perturbation != "clean"].groupby(
+        ["perturbation", "param_value"]).value.mean()
+    assert (attacked <= clean + 1e-12).all(), attacked[attacked > clean]
+    assert "cells computed" in result.output
+    before = (next(runs.glob("*seed0")) / "results.csv").read_bytes()
+    again = cli("attack", "--runs", runs, *FAST)
+    assert again.exit_code == 0 and "0 cells computed" in again.output
+    assert (next(runs.glob("*seed0")) / "results.csv").read_bytes() == before
+
+
+def test_same_command_twice_gives_identical_results(runs, tmp_path):
+    other = tmp_path / "again"
+    shutil.copytree(runs, other)
+    args = ["--suite", "clean,gaussian,dropout,fgsm-before-norm", *FAST]
+    assert cli("attack", "--runs", runs, *args).exit_code == 0
+    assert cli("attack", "--runs", other, *args).exit_code == 0
+    for run in runs.iterdir():
+        assert (run / "results.csv").read_bytes() == (other / run.name / "results.csv"
+                                                      ).read_bytes()
+
+
+def test_overwrite_recomputes_only_requested_cells(runs):
+    assert cli("attack", "--runs", runs, "--suite", "clean,quantize", *FAST).exit_code == 0
+    result = cli("attack", "--runs", runs, "--suite", "clean", "--overwrite", *FAST)
+    assert result.exit_code == 0
+    table = pd.read_csv(next(runs.glob("*seed0")) / "results.csv")
+    assert sorted(set(table.perturbation)) == ["clean", "quantize"]
+    assert len(table[table.perturbation == "clean"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "clean,blur"], "unknown perturbation 'blur'; valid:"),
+        (["--gaussian-snr", "500"], "out of range"),
+        (["--dropout-p", "1.5"], "out of range"),
+        (["--fgsm-snr", "abc"], "comma-separated numbers"),
+        (["--deepfool-backend", "cleverhans"], "unknown DeepFool backend"),
+        (["--gaussian-draws", "0"], "must be positive"),
+    ],
+)
+def test_bad_options_are_one_line_and_change_nothing(runs, args, message):
+    digest = _hash_tree(runs)
+    result = cli("attack", "--runs", runs, *args)
+    assert result.exit_code == 1 and message in result.output.replace("\n", " ")
+    assert "Traceback" not in result.output
+    assert _hash_tree(runs) == digest
+
+
+def test_runs_folder_without_runs(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = cli("attack", "--runs", tmp_path / "empty")
+    assert result.exit_code == 1 and "no run folders" in result.output
+    missing = cli("attack", "--runs", tmp_path / "nope")
+    assert missing.exit_code == 1 and "no such folder" in missing.output
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing", "pickle"])
+def test_bad_weights_fail_that_run_only(runs, damage):
+    good, bad = sorted(runs.iterdir())
+    weights = bad / "model.safetensors"
+    if damage == "corrupt":
+        weights.write_bytes(weights.read_bytes()[:100])
+    elif damage == "missing":
+        weights.unlink()
+    else:
+        import pickle
+
+        weights.write_bytes(pickle.dumps({"x": 1}))
+    result = cli("attack", "--runs", runs, "--suite", "clean", *FAST)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "weights" in result.output
+    assert (good / "results.csv").exists() and not (bad / "results.csv").exists()
+
+
+def test_foreign_results_file_is_refused_and_kept(runs):
+    good, bad = sorted(runs.iterdir())
+    (bad / "results.csv").write_text("a,b\n1,2\n")
+    result = cli("attack", "--runs", runs, "--suite", "clean", *FAST)
+    assert result.exit_code == 1 and "not an rbg results file" in result.output
+    assert (bad / "results.csv").read_text() == "a,b\n1,2\n"
+    assert (good / "results.csv").exists()
