@@ -17,9 +17,29 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import robustbench_graph, torch, torchvision, foolbox"
 	touch $(STAMP)
 
-demo: $(STAMP)  ## trains 2 seeds on the embedded mnist5k
+# The demo: CE and the Laplacian regulariser, 2 seeds each, 5 epochs on the embedded mnist5k,
+# the whole suite with fewer noise draws and a 200-image DeepFool subset, then the report.
+DEMO_ATTACK := --gaussian-draws 10 --dropout-repeats 10 --deepfool-samples 200
+demo: $(STAMP)
 	$(BIN)/rbg train --dataset mnist5k --model smallcnn --loss ce --seeds 0-1 --epochs 5 --out $(RUNS)
-	@echo "results: $(abspath $(RUNS))"
+	$(BIN)/rbg train --dataset mnist5k --model smallcnn --loss laplacian --seeds 0-1 --epochs 5 --out $(RUNS)
+	$(BIN)/rbg attack --runs $(RUNS) --suite all $(DEMO_ATTACK)
+	$(BIN)/rbg report --runs $(RUNS) --out $(RUNS)/report --baseline ce
+	@echo "runs:   $(abspath $(RUNS))"
+	@echo "report: $(abspath $(RUNS))/report/index.html"
+
+# The LapNet protocol (METHODS.md section 3.4): 4 configurations x 10 seeds, 100 epochs of
+# PreActResNet18 on CIFAR-10, the paper's attack settings. Needs a GPU and the CIFAR-10 files
+# (add DOWNLOAD=--download when online).
+PAPER_RUNS ?= runs/lapnet-cifar10
+PAPER_TRAIN := --dataset cifar10 --model preactresnet18 --seeds 0-9 --epochs 100 --out $(PAPER_RUNS) $(DOWNLOAD)
+paper: $(STAMP)
+	$(BIN)/rbg train $(PAPER_TRAIN) --loss ce
+	$(BIN)/rbg train $(PAPER_TRAIN) --loss ce --parseval
+	$(BIN)/rbg train $(PAPER_TRAIN) --loss laplacian
+	$(BIN)/rbg train $(PAPER_TRAIN) --loss laplacian --parseval
+	$(BIN)/rbg attack --runs $(PAPER_RUNS) --suite all
+	$(BIN)/rbg report --runs $(PAPER_RUNS) --out $(PAPER_RUNS)/report --baseline ce
 
 test: $(STAMP)  ## the fast test suite (CI)
 	$(BIN)/python -m pytest -q -m "not slow"
