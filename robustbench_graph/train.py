@@ -159,6 +159,10 @@ def train_run(
     train_acc = math.nan
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
+        # Everything random in an epoch derives from (seed, epoch): the batch order and
+        # augmentation from ``gen``, losses that draw noise from the global RNG from this seed,
+        # so a resumed run continues exactly.
+        torch.manual_seed(stable_seed("global", spec.seed, epoch))
         gen = generator(stable_seed("epoch", spec.seed, epoch))
         order = torch.randperm(n, generator=gen).to(device)
         total_loss = torch.zeros((), device=device)

@@ -1,0 +1,145 @@
+"""Gaussian noise injection: LMD-Noise and its baselines (Nguyen et al., arXiv 2405.18499 v3).
+
+All four losses see a noisy view ``clip(x + sigma * eps, 0, 1)`` of the batch, with
+``eps ~ N(0, I)`` fresh per sample per step from torch's global RNG (seeded by ``rbg train``)
+and ``sigma`` in [0, 1] pixel units (METHODS.md section 5). Unlike the paper, where the clean
+and noisy views are augmented independently (section 5.1), here both views share the
+augmentation the training loop applied: the noise is the only difference between them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import RbgError
+from ..models import TappedModel
+from .base import LossOutput, TrainingLoss, register_loss
+from .lmd import LargeMarginDiscriminative, LMDOptions
+
+PAPER = "arXiv 2405.18499 v3"
+
+
+def noisy_view(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``clip(x + sigma * N(0, I), 0, 1)``, noise from torch's global RNG."""
+    return (images + sigma * torch.randn_like(images)).clamp(0.0, 1.0)
+
+
+def _check_sigma(sigma: float) -> None:
+    if sigma <= 0:
+        raise RbgError(f"loss option sigma must be positive, got {sigma}")
+
+
+@dataclass(frozen=True)
+class NoiseOptions:
+    sigma: float = 0.06
+
+    def validate(self) -> None:
+        _check_sigma(self.sigma)
+
+
+@dataclass(frozen=True)
+class LMDNoiseOptions(LMDOptions):
+    """LMD's options with LMD-Noise's defaults (section 5.1): ``delta_dist`` 5, ``sigma`` 0.06."""
+
+    delta_dist: float = 5.0
+    sigma: float = 0.06
+
+    def validate(self) -> None:
+        super().validate()
+        _check_sigma(self.sigma)
+
+
+@register_loss("lmd-noise", "LMD with Gaussian noise injection: CE on clean images, noisy "
+               f"features pulled into the clean class-centre balls (Nguyen et al., {PAPER})")
+class LMDNoise(LargeMarginDiscriminative):
+    """LMD-Noise (arXiv 2405.18499 v3, METHODS.md section 5.1)::
+
+        L = CE(clean) + lam * (alpha * L_align+compact + beta * L_margin + gamma_reg * L_reg)
+
+    Two forward passes (clean, noisy). The centres, margin and ``L_reg`` come from the clean
+    features only; ``L_align+compact`` applies LMD's compactness hinge to the clean and the
+    noisy features of each class alike (the ``1 / (2 n_k)`` average), pulling the noisy ones
+    into the radius-``delta_var`` ball of the clean centre.
+    """
+
+    Options = LMDNoiseOptions
+
+    def forward(
+        self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
+    ) -> LossOutput:
+        feats = model.features(images)
+        noisy = model.features(noisy_view(images, self.options.sigma))
+        logits = model.head(feats)
+        ce = F.cross_entropy(logits, labels)
+        extra, parts = self.discriminative(model, feats, labels, extra=noisy)
+        return LossOutput(ce + extra, logits, {"ce": float(ce.detach()), **parts})
+
+
+@register_loss("noisy", f"cross-entropy on Gaussian-noised images only; LMD-Noise baseline "
+               f"(Nguyen et al., {PAPER})")
+class NoisyCE(TrainingLoss):
+    """Baseline "Noisy" of arXiv 2405.18499 v3 (section 5.2): CE on the noisy view only.
+    The returned logits (and so the logged training accuracy) are the noisy ones."""
+
+    Options = NoiseOptions
+
+    def forward(
+        self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
+    ) -> LossOutput:
+        logits = model(noisy_view(images, self.options.sigma))
+        return LossOutput(F.cross_entropy(logits, labels), logits)
+
+
+@register_loss("both", f"cross-entropy on clean and Gaussian-noised images in one pass; "
+               f"LMD-Noise baseline (Nguyen et al., {PAPER})")
+class BothCE(TrainingLoss):
+    """Baseline "Both" of arXiv 2405.18499 v3 (section 5.2): CE over the concatenation
+    ``[clean; noisy]`` in one forward pass of 2B images. Returns the clean logits."""
+
+    Options = NoiseOptions
+
+    def forward(
+        self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
+    ) -> LossOutput:
+        logits = model(torch.cat([images, noisy_view(images, self.options.sigma)]))
+        loss = F.cross_entropy(logits, torch.cat([labels, labels]))
+        return LossOutput(loss, logits[: len(labels)])
+
+
+@dataclass(frozen=True)
+class StabilityOptions(NoiseOptions):
+    weight: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        if self.weight < 0:
+            raise RbgError(f"loss option weight must be >= 0, got {self.weight}")
+
+
+@register_loss("stability", f"CE + L2 distance of clean and Gaussian-noised penultimate "
+               f"features; LMD-Noise baseline (Nguyen et al., {PAPER})")
+class StabilityTraining(TrainingLoss):
+    """Baseline "Stability" of arXiv 2405.18499 v3 (section 5.2)::
+
+        L = CE(clean) + weight * (1/B) sum_i ||f_i - f~_i||_2
+
+    on penultimate features, with the plain (not squared) L2 norm; not the KL-on-logits form
+    of Zheng et al. Two forward passes.
+    """
+
+    Options = StabilityOptions
+
+    def forward(
+        self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
+    ) -> LossOutput:
+        feats = model.features(images)
+        noisy = model.features(noisy_view(images, self.options.sigma))
+        logits = model.head(feats)
+        ce = F.cross_entropy(logits, labels)
+        gap = torch.linalg.vector_norm(feats - noisy, dim=1).mean()
+        loss = ce + self.options.weight * gap
+        parts = {"ce": float(ce.detach()), "stability": float(gap.detach())}
+        return LossOutput(loss, logits, parts)

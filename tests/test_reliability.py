@@ -1,0 +1,175 @@
+"""Issue 8: nothing lost under interruption, faults or bad input; untrusted files refused.
+
+Each promise is tested by doing the bad thing for real: the CLI runs in a subprocess that is
+killed with SIGKILL or SIGINT, two attack processes share a runs folder, a crafted pickle is
+offered as a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from robustbench_graph.runs import load_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ["train", "--dataset", "digits", "--seeds", "0", "--epochs", "12", "--device", "cpu"]
+ATTACK = ["attack", "--suite", "clean,gaussian,dropout,quantize", "--gaussian-draws", "4",
+          "--dropout-repeats", "4", "--device", "cpu"]
+
+
+def rbg(*args, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    return subprocess.Popen([sys.executable, "-m", "robustbench_graph", *map(str, args)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out + err
+
+
+def wait_for(predicate, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("condition not reached")
+        time.sleep(0.02)
+
+
+def _epochs_done(run_dir: Path) -> int:
+    try:
+        return int(json.loads((run_dir / "status.json").read_text()).get("epochs_done", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+def test_train_killed_with_sigkill_resumes_to_identical_weights(tmp_path):
+    code, out = finish(rbg(*TRAIN, "--out", tmp_path / "ref"))
+    assert code == 0, out
+    run = "digits-smallcnn-ce-seed0"
+    proc = rbg(*TRAIN, "--out", tmp_path / "cut")
+    wait_for(lambda: _epochs_done(tmp_path / "cut" / run) >= 2)
+    time.sleep(random.Random(0).uniform(0, 0.3))  # kill at some moment inside a later epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert (tmp_path / "cut" / run / "checkpoint.pt").exists()
+    code, out = finish(rbg(*TRAIN, "--out", tmp_path / "cut"))
+    assert code == 0, out
+    assert "resumed" in out
+    ref = load_weights(tmp_path / "ref" / run / "model.safetensors")
+    cut = load_weights(tmp_path / "cut" / run / "model.safetensors")
+    assert ref.keys() == cut.keys() and all(torch.equal(ref[k], cut[k]) for k in ref)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("trained")
+    code, out = finish(rbg("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "6",
+                           "--device", "cpu", "--out", root))
+    assert code == 0, out
+    return root
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_attack_killed_mid_suite_resumes_with_exactly_the_same_rows(trained, tmp_path):
+    ref = _copy(trained, tmp_path / "ref")
+    code, out = finish(rbg(*ATTACK, "--runs", ref))
+    assert code == 0, out
+    cut = _copy(trained, tmp_path / "cut")
+    proc = rbg(*ATTACK, "--runs", cut)
+    first = sorted(cut.iterdir())[0] / "results.csv"
+    wait_for(lambda: first.exists())
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = pd.read_csv(first)  # never corrupt, whatever the moment
+    assert len(partial) > 0
+    code, out = finish(rbg(*ATTACK, "--runs", cut))
+    assert code == 0, out
+    for run in ref.iterdir():
+        assert (run / "results.csv").read_bytes() == (cut / run.name / "results.csv").read_bytes()
+
+
+def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_work(tmp_path):
+    proc = rbg("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "30",
+               "--device", "cpu", "--out", tmp_path)
+    first = tmp_path / "digits-smallcnn-ce-seed0"
+    wait_for(lambda: _epochs_done(first) >= 1)
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc)
+    assert code == 130
+    assert "interrupted" in out and "Traceback" not in out
+    assert (first / "checkpoint.pt").exists() or (first / "model.safetensors").exists()
+
+
+def test_two_attack_processes_share_a_runs_folder(trained, tmp_path):
+    ref = _copy(trained, tmp_path / "ref")
+    assert finish(rbg(*ATTACK, "--runs", ref))[0] == 0
+    shared = _copy(trained, tmp_path / "shared")
+    a, b = rbg(*ATTACK, "--runs", shared), rbg(*ATTACK, "--runs", shared)
+    (code_a, out_a), (code_b, out_b) = finish(a), finish(b)
+    assert code_a == 0 and code_b == 0, out_a + out_b
+    keys = ["perturbation", "param", "param_value", "repeat", "metric"]
+    for run in ref.iterdir():
+        expected = pd.read_csv(run / "results.csv").sort_values(keys).reset_index(drop=True)
+        got = pd.read_csv(shared / run.name / "results.csv")
+        assert not got.duplicated(keys).any()
+        pd.testing.assert_frame_equal(got.sort_values(keys).reset_index(drop=True), expected)
+
+
+def test_crafted_pickle_checkpoint_is_refused_and_never_runs(tmp_path):
+    from conftest import cli
+
+    run = tmp_path / "digits-smallcnn-ce-seed0"
+    proc = rbg(*TRAIN, "--out", tmp_path)
+    wait_for(lambda: _epochs_done(run) >= 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    marker = tmp_path / "payload-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    import pickle
+
+    (run / "checkpoint.pt").write_bytes(pickle.dumps({"epoch": Payload()}))
+    result = cli(*TRAIN, "--out", tmp_path)
+    assert result.exit_code == 1 and "cannot resume" in result.output
+    assert not marker.exists()
+
+    (run / "status.json").write_text('{"status": "complete"}')
+    (run / "model.safetensors").write_bytes(pickle.dumps({"w": Payload()}))
+    result = cli("attack", run, "--suite", "clean")
+    assert result.exit_code == 1 and "not a valid safetensors" in result.output
+    assert not marker.exists()
+
+
+def test_weights_of_a_different_model_are_refused(trained, tmp_path):
+    from conftest import cli
+
+    run = _copy(sorted(trained.iterdir())[0], tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["model"] = "resnet18"
+    (run / "config.json").write_text(json.dumps(config))
+    result = cli("attack", run, "--suite", "clean")
+    assert result.exit_code == 1 and "does not match model 'resnet18'" in result.output
