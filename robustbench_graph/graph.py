@@ -22,15 +22,34 @@ SIMILARITIES = ("cosine", "cosine_clamped", "rbf_normalized")
 _EPS = 1e-12  # as F.normalize
 
 
+class _Gram(torch.autograd.Function):
+    """``G = R R^T`` with the backward ``dR = (dG + dG^T) R``: one b x b x F product instead of
+    the two that autograd takes for a generic matrix product (the regulariser's hot path)."""
+
+    @staticmethod
+    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        ctx.save_for_backward(flat)
+        gram = flat @ flat.T
+        return (gram + gram.T) / 2  # exactly symmetric (BLAS may round halves differently)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        (flat,) = ctx.saved_tensors
+        return (grad + grad.T) @ flat
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """``R R^T`` of the flattened rows (b x b), differentiable, exactly symmetric."""
+    return _Gram.apply(features.reshape(features.shape[0], -1))
+
+
 def cosine_similarity(features: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of the flattened rows of ``features`` (b x ...) -> b x b.
 
     Computed as ``G / (n n^T)`` with ``G = R R^T`` and ``n = max(sqrt(diag G), 1e-12)``, the
     fast form of METHODS.md section 9.6; an all-zero row has similarity 0 to everything.
     """
-    flat = features.reshape(features.shape[0], -1)
-    gram = flat @ flat.T
-    gram = (gram + gram.T) / 2  # exactly symmetric (BLAS may round the halves differently)
+    gram = gram_matrix(features)
     norms = gram.diagonal().clamp_min(_EPS * _EPS).sqrt()
     return gram / (norms[:, None] * norms[None, :])
 

@@ -1,0 +1,155 @@
+"""The native DeepFool against foolbox 3.3.4's on a quickly trained digits smallcnn."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import pytest
+import torch
+
+from robustbench_graph.data import dataset_info, load_dataset
+from robustbench_graph.deepfool import deepfool
+from robustbench_graph.models import create_model
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import foolbox as fb
+
+RTOL = 1e-4
+N_IMAGES = 200
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: this tiny model gains nothing from two, and two threads on a busy
+    two-core machine make these tests several times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """A smallcnn trained 2 epochs of SGD on digits (about 1 s), and test images."""
+    torch.manual_seed(0)
+    model = create_model("smallcnn", dataset_info("digits"))
+    train = load_dataset("digits", True)
+    x, y = train.float(), train.labels
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(2):
+        for idx in torch.randperm(len(y)).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    model.eval().zero_grad(set_to_none=True)
+    test = load_dataset("digits", False)
+    return model, test.float()[:N_IMAGES], test.labels[:N_IMAGES]
+
+
+def _norms(adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
+    delta = (adv - x).flatten(1)
+    return delta.norm(dim=1) if norm == "l2" else delta.abs().amax(dim=1)
+
+
+def _foolbox(model, x, y, norm, **kwargs):  # noqa: ANN001, ANN202
+    cls = fb.attacks.L2DeepFoolAttack if norm == "l2" else fb.attacks.LinfDeepFoolAttack
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+    raw, _clipped, success = cls(**kwargs)(fmodel, x, y, epsilons=None)
+    model.zero_grad(set_to_none=True)  # foolbox leaves parameter gradients behind
+    return raw, success
+
+
+CASES = [
+    ("l2", dict(steps=50, candidates=10, overshoot=0.02, loss="logits")),
+    ("linf", dict(steps=50, candidates=10, overshoot=0.02, loss="logits")),
+    ("l2", dict(steps=50, candidates=4, overshoot=0.02, loss="crossentropy")),
+    ("linf", dict(steps=50, candidates=None, overshoot=0.1, loss="crossentropy")),
+    ("l2", dict(steps=2, candidates=3, overshoot=0.0, loss="logits")),  # runs out of steps
+]
+
+
+@pytest.mark.parametrize(("norm", "kwargs"), CASES)
+def test_matches_foolbox(trained, norm, kwargs):
+    model, x, y = trained
+    ref, ref_success = _foolbox(model, x, y, norm, **kwargs)
+    params = {k: v.clone() for k, v in model.state_dict().items()}
+    adv = deepfool(model, x, y, norm=norm, **kwargs)
+
+    assert adv.shape == x.shape and adv.dtype == x.dtype
+    assert adv.min() >= 0 and adv.max() <= 1
+    torch.testing.assert_close(
+        _norms(adv, x, norm), _norms(ref, x, norm), rtol=RTOL, atol=1e-6
+    )
+    with torch.no_grad():
+        pred = model(adv).argmax(1)
+    success = pred != y
+    assert torch.equal(success, ref_success)
+    if kwargs["steps"] == 50:
+        assert success.float().mean() > 0.95
+    # the model is left as it was: same weights, no gradients, still in eval mode
+    assert all(p.grad is None for p in model.parameters())
+    assert not model.training
+    assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_matches_foolbox_on_colour_inputs(norm):
+    """3-channel inputs, a smallcnn at initialisation, two inputs given wrong labels."""
+    torch.manual_seed(0)
+    info = dataclasses.replace(dataset_info("cifar10"), input_shape=(3, 16, 16))
+    model = create_model("smallcnn", info, width=8).eval()
+    x = torch.rand(32, 3, 16, 16)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:2] = (y[:2] + 1) % 10  # two misclassified inputs
+    kwargs = dict(steps=50, candidates=10, overshoot=0.02, loss="logits")
+    ref, ref_success = _foolbox(model, x, y, norm, **kwargs)
+    adv = deepfool(model, x, y, norm=norm, **kwargs)
+    assert adv.is_contiguous()
+    torch.testing.assert_close(
+        _norms(adv, x, norm), _norms(ref, x, norm), rtol=RTOL, atol=1e-6
+    )
+    assert torch.equal(adv[:2], x[:2])
+    with torch.no_grad():
+        assert torch.equal(model(adv).argmax(1) != y, ref_success)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_successful_perturbations_change_the_prediction(trained, norm):
+    model, x, y = trained
+    with torch.no_grad():
+        clean = model(x).argmax(1)
+    adv = deepfool(model, x, y, norm=norm)
+    with torch.no_grad():
+        pred = model(adv).argmax(1)
+    fooled = pred != y
+    correct = clean == y
+    assert (~correct).any(), "the test needs some misclassified inputs"
+    # already-misclassified inputs come back unchanged (foolbox freezes them at step one)
+    assert torch.equal(adv[~correct], x[~correct])
+    # every success on a correctly classified input is a real, nonzero change of prediction
+    assert ((adv - x).flatten(1).abs().amax(1)[fooled & correct] > 0).all()
+    assert (pred[fooled & correct] != clean[fooled & correct]).all()
+
+
+def test_rejects_bad_arguments(trained):
+    model, x, y = trained
+    with pytest.raises(ValueError, match="norm"):
+        deepfool(model, x, y, norm="l1")
+    with pytest.raises(ValueError, match="loss"):
+        deepfool(model, x, y, loss="hinge")
+    with pytest.raises(ValueError, match="candidate"):
+        deepfool(model, x, y, candidates=1)
+    with pytest.raises(ValueError, match="bounds"):
+        deepfool(model, x * 2, y)
+    assert deepfool(model, x[:0], y[:0]).shape == (0, *x.shape[1:])
+
+
+def test_runs_under_no_grad(trained):
+    model, x, y = trained
+    with torch.no_grad():
+        adv = deepfool(model, x[:20], y[:20])
+    torch.testing.assert_close(adv, deepfool(model, x[:20], y[:20]))
