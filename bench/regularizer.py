@@ -1,0 +1,81 @@
+"""Benchmark: the cost of LapNet's graph regulariser per training step (issue 7).
+
+Claim: a `laplacian` step (m = 2, every ReLU tap, full graph, batch 100) costs at most 2.0x a
+cross-entropy step on smallcnn (28x28 grey) and at most 1.25x on PreActResNet18 of width 16
+(32x32x3). Each step is forward + loss + backward + SGD update, measured interleaved
+(CE, Laplacian, CE, ...) so that machine noise hits both alike; the medians are compared.
+Runtime: about a minute on a 2-core CPU (`--quick`: a few seconds).
+
+Usage: python bench/regularizer.py [--quick] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from robustbench_graph.data import dataset_info
+from robustbench_graph.losses import create_loss
+from robustbench_graph.models import create_model
+
+CASES = [  # (label, model, dataset shape, width, target ratio)
+    ("smallcnn 1x28x28", "smallcnn", "mnist5k", None, 2.0),
+    ("preactresnet18 w16 3x32x32", "preactresnet18", "cifar10", 16, 1.25),
+]
+
+
+def step_timer(model_name, dataset, width, loss_name, device):  # noqa: ANN001, ANN201
+    info = dataset_info(dataset)
+    torch.manual_seed(0)
+    model = create_model(model_name, info, width=width).to(device).train()
+    loss_fn = create_loss(loss_name, {}, info.num_classes).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.rand(100, *info.input_shape, device=device)
+    y = torch.arange(100, device=device) % info.num_classes
+
+    def step() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = loss_fn(model, x, y)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    repeats = 5 if args.quick else 30
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"{repeats} interleaved steps each")
+    print(f"{'model':30s} {'ce ms':>9s} {'laplacian ms':>13s} {'ratio':>7s} {'target':>7s}")
+    for label, model_name, dataset, width, target in CASES:
+        ce = step_timer(model_name, dataset, width, "ce", device)
+        lap = step_timer(model_name, dataset, width, "laplacian", device)
+        for _ in range(3):  # warm-up
+            ce(), lap()
+        times_ce, times_lap = [], []
+        for _ in range(repeats):
+            times_ce.append(ce())
+            times_lap.append(lap())
+        t_ce, t_lap = statistics.median(times_ce), statistics.median(times_lap)
+        ratio = t_lap / t_ce
+        verdict = "met" if ratio <= target else "MISSED"
+        print(f"{label:30s} {1e3 * t_ce:9.1f} {1e3 * t_lap:13.1f} {ratio:6.2f}x {target:6.2f}x"
+              f"  {verdict}")
+
+
+if __name__ == "__main__":
+    main()
