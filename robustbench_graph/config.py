@@ -50,6 +50,7 @@ class TrainConfig:
     grad_clip: float | None = None
     parseval: bool = False
     parseval_beta: float = 0.01
+    amp: bool = False  # bf16 autocast of the forward pass and loss
     split_seed: int = 0
 
     def resolved(self) -> TrainConfig:

@@ -47,7 +47,15 @@ class ImageData:
 
     def float(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
         imgs = self.images if index is None else self.images[index]
-        return imgs.to(torch.float32) / self.scale
+        return imgs.to(torch.float32).div_(self.scale)
+
+    def to(self, device: torch.device | str) -> ImageData:
+        """The same data on ``device`` (pinned first when copying to a GPU)."""
+        images = self.images
+        if torch.device(device).type == "cuda" and images.device.type == "cpu":
+            images = images.pin_memory()
+        return ImageData(images.to(device, non_blocking=True), self.labels.to(device),
+                         self.scale, self.info)
 
     def subset(self, index: torch.Tensor) -> ImageData:
         return ImageData(self.images[index], self.labels[index], self.scale, self.info)

@@ -135,7 +135,7 @@ def attack_run(
     done = completed_cells(existing)
     data = test_data(run.train_config.dataset, run.train_config.split_seed, cfg.samples,
                      data_dir)
-    ctx = EvalContext(run.model, data, device, run.name, cfg.batch_size)
+    ctx = EvalContext(run.model, data.to(device), device, run.name, cfg.batch_size)
     report = RunReport(Path(run_dir), run.name)
     for i, cell in enumerate(cells):
         if cell_key(*cell.key) in done:

@@ -36,6 +36,7 @@ from .runs import (
     build_model,
     prepare_run_dir,
     save_weights,
+    uses_channels_last,
     write_status,
 )
 
@@ -129,6 +130,8 @@ def train_run(
 
     seed_everything(spec.seed)
     model, info = build_model(cfg)
+    if device.type == "cuda" and uses_channels_last(cfg.model):
+        model.to(memory_format=torch.channels_last)
     if cfg.parseval:
         from .parseval import retract_
     model.to(device)
@@ -151,8 +154,8 @@ def train_run(
         start_epoch = int(ckpt["epoch"]) + 1
     write_status(run_dir, "running", epochs_done=start_epoch)
 
-    x_train = train_data.images.to(device)
-    y_train = train_data.labels.to(device)
+    on_device = train_data.to(device)
+    x_train, y_train = on_device.images, on_device.labels
     n = len(train_data)
     batches = math.ceil(n / cfg.batch_size)
     t0 = time.perf_counter()
@@ -173,7 +176,8 @@ def train_run(
             y = y_train[idx]
             if cfg.augment:
                 x = augment_batch(x, info, gen)
-            out = loss_fn(model, x, y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                out = loss_fn(model, x, y)
             if not torch.isfinite(out.loss):
                 msg = f"loss became {out.loss.item()} at epoch {epoch + 1}, batch {b + 1}"
                 write_status(run_dir, "failed", message=msg, epochs_done=epoch)

@@ -107,3 +107,17 @@ def test_augmentation_keeps_shape_and_range():
     out = augment_batch(x, dataset_info("cifar10"), torch.Generator().manual_seed(0))
     assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
     assert not torch.equal(out, x)
+
+
+def test_bf16_autocast_training_runs(tmp_path):
+    spec, outcome = _train(tmp_path, epochs=2, amp=True)
+    assert outcome.status == "trained" and outcome.test_accuracy > 0.5
+    assert json.loads((spec.run_dir / "config.json").read_text())["train"]["amp"] is True
+
+
+def test_image_data_to_device_keeps_values():
+    from robustbench_graph import load_dataset
+
+    data = load_dataset("digits", False)
+    moved = data.to("cpu")
+    assert torch.equal(moved.float(), data.float()) and torch.equal(moved.labels, data.labels)

@@ -54,6 +54,8 @@ def train(
     ] = False,
     parseval_beta: Annotated[float, typer.Option(
         help="Step size beta of the Parseval retraction.")] = 0.01,
+    amp: Annotated[bool, typer.Option(
+        help="bf16 autocast of the forward pass and loss (for GPUs).")] = False,
     width: Annotated[int | None, typer.Option(help="Model width (model default if unset).")
                      ] = None,
     feature_dim: Annotated[int | None, typer.Option(
@@ -83,6 +85,7 @@ def train(
         loss_options=parse_key_values(loss_option, "--loss-option"), epochs=epochs,
         batch_size=batch_size, lr=lr, lr_milestones=milestones, lr_factor=lr_factor,
         momentum=momentum, weight_decay=weight_decay, augment=augment, grad_clip=grad_clip,
+        amp=amp,
         parseval=parseval, parseval_beta=parseval_beta, split_seed=split_seed,
     )
     specs = plan_runs(cfg, seed_list, out)
