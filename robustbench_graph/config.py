@@ -164,6 +164,7 @@ class AttackConfig:
     deepfool_loss: str = "logits"
     deepfool_backend: str = "native"
     deepfool_batch_size: int = 100
+    deepfool_norms: tuple[str, ...] = ("l2",)
     dropout_p: tuple[float, ...] = (0.25, 0.40)
     dropout_repeats: int = 40
     quantize_bits: tuple[int, ...] = (5,)
@@ -201,5 +202,8 @@ class AttackConfig:
         if self.deepfool_loss not in ("logits", "crossentropy"):
             raise RbgError(f"unknown DeepFool loss {self.deepfool_loss!r}; "
                            "valid: logits, crossentropy")
+        for norm in self.deepfool_norms:
+            if norm not in ("l2", "linf"):
+                raise RbgError(f"unknown DeepFool norm {norm!r}; valid: l2, linf")
         if self.deepfool_overshoot < 0:
             raise RbgError("--deepfool-overshoot must be >= 0")

@@ -242,3 +242,17 @@ def test_deepfool_metrics(digits_run, backend):
     per_dim = rows["mean_l2_per_dim"]
     expected = rows["mean_l2"].value * rows["mean_l2"].n / 64 / per_dim.n
     assert math.isclose(per_dim.value, expected, rel_tol=1e-9)
+
+
+def test_deepfool_linf_cell(digits_run):
+    pytest.importorskip("robustbench_graph.deepfool")
+    run = load_run(digits_run)
+    from robustbench_graph import load_dataset
+
+    ctx = EvalContext(run.model, load_dataset("digits", False), CPU, run.name)
+    cells = PERTURBATIONS.create("deepfool").cells(
+        AttackConfig(deepfool_samples=30, deepfool_norms=("l2", "linf")))
+    assert [c.param_value for c in cells] == [2.0, math.inf]
+    rows = {r.metric: r for r in _measure("deepfool", cells[1], ctx)}
+    assert set(rows) == {"mean_linf", "median_linf", "success_rate"}
+    assert 0 < rows["median_linf"].value < 1

@@ -51,6 +51,8 @@ def attack(
         help="DeepFool linearisation: logits or crossentropy (foolbox 1.6.1's).")] = "logits",
     deepfool_backend: Annotated[str, typer.Option(
         help="native (rbg's batched DeepFool) or foolbox.")] = "native",
+    deepfool_norms: Annotated[str, typer.Option(
+        help="DeepFool threat models: l2, linf or l2,linf.")] = "l2",
     dropout_p: Annotated[str, typer.Option(help="Test-time dropout rates.")] = "0.25,0.40",
     dropout_repeats: Annotated[int, typer.Option(help="Dropout repeats per rate.")] = 40,
     quantize_bits: Annotated[str, typer.Option(help="Weight bit widths.")] = "5",
@@ -72,6 +74,7 @@ def attack(
         deepfool_samples=deepfool_samples, deepfool_steps=deepfool_steps,
         deepfool_candidates=deepfool_candidates, deepfool_overshoot=deepfool_overshoot,
         deepfool_loss=deepfool_loss, deepfool_backend=deepfool_backend,
+        deepfool_norms=tuple(n.strip() for n in deepfool_norms.split(",") if n.strip()),
         dropout_p=parse_float_list(dropout_p, "--dropout-p"), dropout_repeats=dropout_repeats,
         quantize_bits=parse_int_list(quantize_bits, "--quantize-bits"),
         samples=samples, batch_size=batch_size,

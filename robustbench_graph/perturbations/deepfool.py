@@ -10,7 +10,8 @@ implementation, :mod:`robustbench_graph.deepfool`) and ``foolbox`` (foolbox 3's
 Metrics, over the subset:
 
 * ``mean_l2``, ``median_l2``: L2 norm of the perturbation over the images that are correctly
-  classified and successfully attacked;
+  classified and successfully attacked (``mean_linf``, ``median_linf`` for the L-inf attack,
+  ``--deepfool-norms l2,linf``; param ``norm`` = 2 or inf);
 * ``success_rate``: successful attacks / correctly classified images;
 * ``mean_l2_per_dim``: LapNet's metric, the L2 norm divided by the input dimension D, with
   misclassified images counting 0 and failed attacks left out.
@@ -30,6 +31,8 @@ import torch
 
 from ..config import AttackConfig
 from .base import Cell, EvalContext, Measurement, Perturbation, register_perturbation
+
+NORM_VALUES = {"l2": 2.0, "linf": float("inf")}
 
 
 def subset_indices(n: int, samples: int) -> torch.Tensor:
@@ -65,15 +68,18 @@ def run_deepfool(backend: str, model: torch.nn.Module, images: torch.Tensor,
                        "subset: mean/median L2, success rate, LapNet's L2 per dimension")
 class DeepFool(Perturbation):
     def cells(self, cfg: AttackConfig) -> list[Cell]:
-        return [Cell("deepfool", "norm", 2.0, {
+        return [Cell("deepfool", "norm", NORM_VALUES[norm], {
+            "norm": norm,
             "samples": cfg.deepfool_samples, "steps": cfg.deepfool_steps,
             "candidates": cfg.deepfool_candidates, "overshoot": cfg.deepfool_overshoot,
             "loss": cfg.deepfool_loss, "backend": cfg.deepfool_backend,
             "batch_size": cfg.deepfool_batch_size,
-        })]
+        }) for norm in cfg.deepfool_norms]
 
     def measure(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
         opts = cell.options
+        order = 2.0 if opts["norm"] == "l2" else float("inf")
+        name = opts["norm"]
         idx = subset_indices(len(ctx.data), int(opts["samples"]))
         dim = ctx.data.images[0].numel()
         norms, correct_all, success_all = [], [], []
@@ -81,13 +87,13 @@ class DeepFool(Perturbation):
             rows = idx[start:start + int(opts["batch_size"])]
             x = ctx.data.float(rows).to(ctx.device)
             y = ctx.data.labels[rows].to(ctx.device)
-            adv = run_deepfool(opts["backend"], ctx.model, x, y, norm="l2",
+            adv = run_deepfool(opts["backend"], ctx.model, x, y, norm=opts["norm"],
                                steps=int(opts["steps"]), candidates=int(opts["candidates"]),
                                overshoot=float(opts["overshoot"]), loss=str(opts["loss"]))
             with torch.inference_mode():
                 correct = ctx.model(x).argmax(1) == y
                 fooled = ctx.model(adv).argmax(1) != y
-            norms.append((adv - x).flatten(1).norm(dim=1).cpu())
+            norms.append((adv - x).flatten(1).norm(p=order, dim=1).cpu())
             correct_all.append(correct.cpu())
             success_all.append((correct & fooled).cpu())
         l2 = torch.cat(norms).double()
@@ -97,10 +103,13 @@ class DeepFool(Perturbation):
         ok_l2 = l2[success]
         nan = float("nan")
         per_dim_n = n_wrong + n_success
-        return [
-            Measurement(0, "mean_l2", float(ok_l2.mean()) if n_success else nan, n_success),
-            Measurement(0, "median_l2", float(ok_l2.median()) if n_success else nan, n_success),
+        rows = [
+            Measurement(0, f"mean_{name}", float(ok_l2.mean()) if n_success else nan, n_success),
+            Measurement(0, f"median_{name}", float(ok_l2.median()) if n_success else nan,
+                        n_success),
             Measurement(0, "success_rate", n_success / n_ok if n_ok else nan, n_ok),
-            Measurement(0, "mean_l2_per_dim",
-                        float(ok_l2.sum() / dim / per_dim_n) if per_dim_n else nan, per_dim_n),
         ]
+        if name == "l2":
+            rows.append(Measurement(0, "mean_l2_per_dim", float(ok_l2.sum() / dim / per_dim_n)
+                                    if per_dim_n else nan, per_dim_n))
+        return rows
