@@ -26,6 +26,7 @@ from torch import nn
 
 from robustbench_graph import load_run
 from robustbench_graph.config import AttackConfig, TrainConfig
+from robustbench_graph.device import eval_batch_size
 from robustbench_graph.evaluate import attack_run
 from robustbench_graph.perturbations import suite_names
 from robustbench_graph.train import plan_runs, train_run
@@ -112,7 +113,7 @@ def main() -> None:
             attack_run(spec.run_dir, SUITE, cfg, device=device)
             harness.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            bare_loop(run.model, x_all, y_all, cfg, cfg.batch_size)
+            bare_loop(run.model, x_all, y_all, cfg, eval_batch_size(device))
             bare.append(time.perf_counter() - t0)
         t_h, t_b = statistics.median(harness), statistics.median(bare)
         print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "

@@ -169,7 +169,7 @@ class AttackConfig:
     dropout_repeats: int = 40
     quantize_bits: tuple[int, ...] = (5,)
     samples: int | None = None  # evaluate on an evenly spaced subset of the test set
-    batch_size: int = 1000
+    batch_size: int | None = None  # None: 1000 on GPUs, 200 on CPUs (device.eval_batch_size)
 
     def for_dataset(self, dataset: str) -> AttackConfig:
         preset = STRENGTH_PRESETS.get(dataset, PAPER_STRENGTHS)
@@ -192,7 +192,8 @@ class AttackConfig:
         positive = ("gaussian_draws", "deepfool_samples", "deepfool_steps", "dropout_repeats",
                     "batch_size", "deepfool_batch_size")
         for name in positive:
-            if getattr(self, name) <= 0:
+            value = getattr(self, name)
+            if value is not None and value <= 0:
                 raise RbgError(f"--{name.replace('_', '-')} must be positive")
         if self.samples is not None and self.samples <= 0:
             raise RbgError("--samples must be positive")

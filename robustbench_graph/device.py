@@ -34,3 +34,11 @@ def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     return gen
+
+
+def eval_batch_size(device: torch.device | str) -> int:
+    """Inference batch size: large on GPUs; 200 on CPUs, where batches whose activations pass
+    glibc's 32 MB mmap threshold pay page faults on every forward (measured on smallcnn,
+    1,000 mnist5k images: 0.34 s at batch 1000, 0.16 s at batch 200)."""
+    return 1000 if torch.device(device).type == "cuda" else 200
+

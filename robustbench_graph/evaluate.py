@@ -20,6 +20,7 @@ import torch
 
 from .config import AttackConfig
 from .data import ImageData, load_dataset
+from .device import eval_batch_size
 from .errors import RbgError
 from .perturbations import PERTURBATIONS, Cell, EvalContext
 from .perturbations.deepfool import subset_indices
@@ -135,7 +136,8 @@ def attack_run(
     done = completed_cells(existing)
     data = test_data(run.train_config.dataset, run.train_config.split_seed, cfg.samples,
                      data_dir)
-    ctx = EvalContext(run.model, data.to(device), device, run.name, cfg.batch_size)
+    ctx = EvalContext(run.model, data.to(device), device, run.name,
+                      cfg.batch_size or eval_batch_size(device))
     report = RunReport(Path(run_dir), run.name)
     for i, cell in enumerate(cells):
         if cell_key(*cell.key) in done:

@@ -7,17 +7,19 @@ from collections.abc import Callable
 import torch
 
 from .data import ImageData
+from .device import eval_batch_size
 
 
 @torch.inference_mode()
 def predict(
     forward: Callable[[torch.Tensor], torch.Tensor],
     data: ImageData,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     device: torch.device | str = "cpu",
     transform: Callable[[torch.Tensor, slice], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Predicted labels for every image; ``transform(x, rows)`` may perturb each batch."""
+    batch_size = batch_size or eval_batch_size(device)
     preds = []
     for start in range(0, len(data), batch_size):
         rows = slice(start, start + batch_size)
@@ -31,7 +33,7 @@ def predict(
 def accuracy(
     forward: Callable[[torch.Tensor], torch.Tensor],
     data: ImageData,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     device: torch.device | str = "cpu",
 ) -> float:
     preds = predict(forward, data, batch_size, device)

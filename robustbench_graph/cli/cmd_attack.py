@@ -56,7 +56,8 @@ def attack(
     dropout_p: Annotated[str, typer.Option(help="Test-time dropout rates.")] = "0.25,0.40",
     dropout_repeats: Annotated[int, typer.Option(help="Dropout repeats per rate.")] = 40,
     quantize_bits: Annotated[str, typer.Option(help="Weight bit widths.")] = "5",
-    batch_size: Annotated[int, typer.Option(help="Evaluation batch size.")] = 1000,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Evaluation batch size [default: 1000 on GPUs, 200 on CPUs].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     data_dir: Annotated[Path | None, typer.Option(help="Folder of torchvision datasets.")
                         ] = None,

@@ -53,7 +53,7 @@ class EvalContext:
     data: ImageData
     device: torch.device
     run: str
-    batch_size: int = 1000
+    batch_size: int = 200
 
     def seed(self, cell: Cell, repeat: int = 0) -> int:
         """Stable seed of one repeat of one cell of one run."""
