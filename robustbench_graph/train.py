@@ -222,15 +222,19 @@ def train_run(
     if loss_state:
         save_weights(run_dir / LOSS_STATE, loss_state)
     test_acc = accuracy(model, test_data, device=device)
+    extra = loss_fn.final_metrics(model, train_data, test_data, device)
+    log = [r for r in log if not (r[0] == cfg.epochs and r[2] in extra)]
+    log += [(cfg.epochs, "test", name, value) for name, value in extra.items()]
     write_text_atomic(run_dir / TRAIN_LOG, _log_csv(log))
     seconds = time.perf_counter() - t0
     write_status(run_dir, "complete", epochs_done=cfg.epochs, train_seconds=round(seconds, 3),
-                 test_accuracy=test_acc)
+                 test_accuracy=test_acc, **extra)
     (run_dir / CHECKPOINT).unlink(missing_ok=True)
     final_train = next((v for e, s, m, v in reversed(log) if s == "train" and m == "accuracy"),
                        train_acc)
+    message = ", ".join(f"{k.replace('_', ' ')} {v:.2%}" for k, v in extra.items())
     return RunOutcome(spec, "resumed" if action == "resume" else "trained",
-                      final_train, test_acc, seconds)
+                      final_train, test_acc, seconds, message)
 
 
 def plan_runs(

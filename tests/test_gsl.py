@@ -118,3 +118,20 @@ def test_default_loss_clips_gradient_and_keeps_value() -> None:
     assert sorted(model.state_dict())[:3] == ["block1.0.bias", "block1.0.weight",
                                               "block2.0.bias"]
     assert {"head.centroids", "head.linear.weight"} <= set(model.state_dict())
+
+
+def test_gsl_run_logs_its_knn_accuracy(tmp_path):
+    import csv
+    import json
+
+    from conftest import cli
+
+    result = cli("train", "--dataset", "digits", "--loss", "gsl", "--epochs", "2", "--seeds",
+                 "0", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "knn accuracy" in result.output
+    run = tmp_path / "digits-smallcnn-gsl-seed0"
+    knn = json.loads((run / "status.json").read_text())["knn_accuracy"]
+    rows = [r for r in csv.DictReader((run / "train_log.csv").open())
+            if r["metric"] == "knn_accuracy"]
+    assert len(rows) == 1 and float(rows[0]["value"]) == knn and 0 < knn <= 1

@@ -127,19 +127,21 @@ def train(
 
 def _render(outcomes: list[RunOutcome], out: Path) -> None:
     table = Table(title="training runs")
-    for col in ("run", "status", "train acc", "test acc", "time"):
-        table.add_column(col, justify="right" if col != "run" else "left")
+    extra = any(o.message and o.status != "failed" for o in outcomes)
+    for col in ("run", "status", "train acc", "test acc", "time") + (("notes",) if extra else ()):
+        table.add_column(col, justify="right" if col not in ("run", "notes") else "left")
     for o in outcomes:
         if o.status == "skipped":
             from ..runs import read_status
 
             acc = read_status(o.spec.run_dir).get("test_accuracy")
             test = f"{acc:.2%}" if isinstance(acc, float) else "-"
-            table.add_row(o.spec.name, "skipped (complete)", "-", test, "-")
+            table.add_row(o.spec.name, "skipped (complete)", "-", test, "-",
+                          *(("",) if extra else ()))
             continue
         table.add_row(o.spec.name, o.status,
                       f"{o.train_accuracy:.2%}" if o.status != "failed" else "-",
                       f"{o.test_accuracy:.2%}" if o.status != "failed" else "-",
-                      f"{o.seconds:.1f}s")
+                      f"{o.seconds:.1f}s", *((o.message,) if extra else ()))
     console.print(table)
     console.print(f"runs are in [bold]{out.resolve()}[/]")

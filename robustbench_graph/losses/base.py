@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..data import ImageData
 from ..errors import RbgError
 from ..models import TappedModel
 from ..registry import Registry
@@ -62,6 +63,13 @@ class TrainingLoss(nn.Module):
     def finish(self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Called once after the last epoch with the clean training set (on the device),
         before the weights are saved (e.g. to compute class centroids)."""
+
+    def final_metrics(
+        self, model: TappedModel, train: ImageData, test: ImageData, device: torch.device
+    ) -> dict[str, float]:
+        """Extra test metrics of the finished model, logged with the run (e.g. GSL's k-NN
+        accuracy)."""
+        return {}
 
 
 LOSSES: Registry[type[TrainingLoss]] = Registry("loss")

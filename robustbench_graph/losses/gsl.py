@@ -175,6 +175,12 @@ class GraphSmoothnessLoss(TrainingLoss):
         means, _ = class_means(outputs, labels, self.num_classes)
         model.head.centroids.copy_(means)
 
+    def final_metrics(self, model: TappedModel, train: ImageData, test: ImageData,
+                      device: torch.device) -> dict[str, float]:
+        """The k-NN (k = 10, cosine) clean test accuracy, a cross-check of the centroid head
+        (METHODS.md section 2.3)."""
+        return {"knn_accuracy": knn_accuracy(model, train, test, device=device)}
+
 
 def class_means(outputs: torch.Tensor, labels: torch.Tensor, num_classes: int
                 ) -> tuple[torch.Tensor, torch.Tensor]:
