@@ -173,3 +173,32 @@ def test_weights_of_a_different_model_are_refused(trained, tmp_path):
     (run / "config.json").write_text(json.dumps(config))
     result = cli("attack", run, "--suite", "clean")
     assert result.exit_code == 1 and "does not match model 'resnet18'" in result.output
+
+
+def test_a_diverging_seed_fails_alone_and_the_report_lists_it(tmp_path, monkeypatch):
+    """Seed 0's loss becomes NaN (patched CE); seed 1 still trains; the report shows both."""
+    from robustbench_graph.config import stable_seed
+    from robustbench_graph.losses.ce import CrossEntropy
+
+    from conftest import cli
+
+    original = CrossEntropy.forward
+
+    def nan_for_seed0(self, model, images, labels):  # noqa: ANN001, ANN202
+        out = original(self, model, images, labels)
+        if torch.initial_seed() == stable_seed("global", 0, 0):  # train.py reseeds per epoch
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(CrossEntropy, "forward", nan_for_seed0)
+    result = cli("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "1",
+                 "--out", tmp_path / "runs")
+    assert result.exit_code == 1
+    assert "loss became nan" in result.output and "1 of 2 runs failed" in result.output
+    status = {p.name[-5:]: json.loads((p / "status.json").read_text())["status"]
+              for p in (tmp_path / "runs").iterdir()}
+    assert status == {"seed0": "failed", "seed1": "complete"}
+    assert cli("attack", "--runs", tmp_path / "runs", "--suite", "clean").exit_code == 1
+    report = cli("report", "--runs", tmp_path / "runs", "--out", tmp_path / "report")
+    assert report.exit_code == 0, report.output
+    assert "failed" in report.output and "Traceback" not in report.output
