@@ -92,7 +92,7 @@ def plan_cells(names: list[str], cfg: AttackConfig) -> list[Cell]:
 _DATA_CACHE: dict[tuple[str, int, int | None], ImageData] = {}
 
 
-def test_data(dataset: str, split_seed: int, samples: int | None,
+def load_test_split(dataset: str, split_seed: int, samples: int | None,
               data_dir: Path | None) -> ImageData:
     key = (dataset, split_seed, samples)
     if key not in _DATA_CACHE:
@@ -134,7 +134,7 @@ def attack_run(
             existing = without_cells(existing, [c.key for c in cells])
             write_results(results_path, existing)
     done = completed_cells(existing)
-    data = test_data(run.train_config.dataset, run.train_config.split_seed, cfg.samples,
+    data = load_test_split(run.train_config.dataset, run.train_config.split_seed, cfg.samples,
                      data_dir)
     ctx = EvalContext(run.model, data.to(device), device, run.name,
                       cfg.batch_size or eval_batch_size(device))

@@ -16,16 +16,13 @@ def predict(
     data: ImageData,
     batch_size: int | None = None,
     device: torch.device | str = "cpu",
-    transform: Callable[[torch.Tensor, slice], torch.Tensor] | None = None,
 ) -> torch.Tensor:
-    """Predicted labels for every image; ``transform(x, rows)`` may perturb each batch."""
+    """Predicted labels for every image, in batches (``None``: the device's default)."""
     batch_size = batch_size or eval_batch_size(device)
     preds = []
     for start in range(0, len(data), batch_size):
         rows = slice(start, start + batch_size)
         x = data.float(rows).to(device, non_blocking=True)
-        if transform is not None:
-            x = transform(x, rows)
         preds.append(forward(x).argmax(dim=1).cpu())
     return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
 
