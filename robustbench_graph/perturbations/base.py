@@ -7,6 +7,7 @@ is one independent, idempotent unit of evaluation work. ``measure`` returns tidy
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -64,12 +65,20 @@ class EvalContext:
         gen.manual_seed(self.seed(cell, repeat))
         return gen
 
+    @functools.cached_property
+    def images(self) -> torch.Tensor:
+        """All test images as [0, 1] floats on the device, converted once per context."""
+        return self.data.float().to(self.device, non_blocking=True)
+
+    @functools.cached_property
+    def labels(self) -> torch.Tensor:
+        return self.data.labels.to(self.device, non_blocking=True)
+
     def batches(self):  # noqa: ANN201
         """Yield ``(x, y)`` batches of [0, 1] images on the device."""
         for start in range(0, len(self.data), self.batch_size):
             rows = slice(start, start + self.batch_size)
-            yield (self.data.float(rows).to(self.device, non_blocking=True),
-                   self.data.labels[rows].to(self.device, non_blocking=True))
+            yield self.images[rows], self.labels[rows]
 
 
 class Perturbation:

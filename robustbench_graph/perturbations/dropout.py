@@ -29,8 +29,8 @@ def seeded_dropout(p: float, gen: torch.Generator):  # noqa: ANN201
     def apply(t: torch.Tensor) -> torch.Tensor:
         if p == 0.0:
             return t
-        mask = torch.rand(t.shape, generator=gen, device=t.device) < keep
-        return t * mask / keep
+        mask = torch.empty_like(t).bernoulli_(keep, generator=gen)
+        return t * mask.div_(keep)
 
     return apply
 

@@ -47,7 +47,7 @@ class _Gaussian(Perturbation):
 
     @torch.inference_mode()
     def measure(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
-        images = ctx.data.float()
+        images = ctx.images
         sigma = noise_std_for_snr(images, cell.param_value)
         shape = (1, *images.shape[1:])
         n_img = len(ctx.data)

@@ -71,7 +71,8 @@ class Quantize(Perturbation):
 
     def measure(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
         model, clamped, total = quantized_copy(ctx.model, int(cell.param_value))
-        sub = EvalContext(model, ctx.data, ctx.device, ctx.run, ctx.batch_size)
+        sub = copy.copy(ctx)  # shares the converted test images
+        sub.model = model
         n = len(ctx.data)
         return [Measurement(0, "accuracy", accuracy_under(sub), n),
                 Measurement(0, "clamped_weights", float(clamped), total)]
