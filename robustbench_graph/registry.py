@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -58,3 +60,13 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[Entry[T]]:
         return iter(self._entries[n] for n in self.names())
+
+
+def import_submodules(package: str, path: Iterable[str], *, skip: tuple[str, ...] = ("base",),
+                      prefix: str = "") -> None:
+    """Import every module of a package (so that each registers its entries), except ``skip``
+    and those not starting with ``prefix``: adding an entry is adding one file."""
+    for module in pkgutil.iter_modules(path):
+        if module.name not in skip and module.name.startswith(prefix):
+            importlib.import_module(f"{package}.{module.name}")
+

@@ -1,10 +1,6 @@
-"""Imports every command module so that each registers itself on the app."""
-
-import importlib
-import pkgutil
+"""Imports every command module (``cmd_*.py``) so that each registers itself on the app."""
 
 from .. import cli as _pkg
+from ..registry import import_submodules
 
-for _mod in pkgutil.iter_modules(_pkg.__path__):
-    if _mod.name.startswith("cmd_"):
-        importlib.import_module(f"{_pkg.__name__}.{_mod.name}")
+import_submodules(_pkg.__name__, _pkg.__path__, prefix="cmd_")

@@ -1,8 +1,6 @@
 """Loss registry; every module in this package registers its losses on import."""
 
-import importlib
-import pkgutil
-
+from ..registry import import_submodules
 from .base import (
     LOSSES,
     LossOutput,
@@ -14,9 +12,7 @@ from .base import (
     resolved_options,
 )
 
-for _mod in pkgutil.iter_modules(__path__):
-    if _mod.name != "base":
-        importlib.import_module(f"{__name__}.{_mod.name}")
+import_submodules(__name__, __path__)
 
 __all__ = [
     "LOSSES",

@@ -27,6 +27,17 @@ def noisy_view(images: torch.Tensor, sigma: float) -> torch.Tensor:
     return (images + sigma * torch.randn_like(images)).clamp(0.0, 1.0)
 
 
+def clean_and_noisy(
+    model: TappedModel, images: torch.Tensor, labels: torch.Tensor, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two forward passes (separate batch statistics, as section 5.1): clean features, noisy
+    features, clean logits and the cross-entropy on the clean images."""
+    feats = model.features(images)
+    noisy = model.features(noisy_view(images, sigma))
+    logits = model.head(feats)
+    return feats, noisy, logits, F.cross_entropy(logits, labels)
+
+
 def _check_sigma(sigma: float) -> None:
     if sigma <= 0:
         raise RbgError(f"loss option sigma must be positive, got {sigma}")
@@ -70,10 +81,7 @@ class LMDNoise(LargeMarginDiscriminative):
     def forward(
         self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
     ) -> LossOutput:
-        feats = model.features(images)
-        noisy = model.features(noisy_view(images, self.options.sigma))
-        logits = model.head(feats)
-        ce = F.cross_entropy(logits, labels)
+        feats, noisy, logits, ce = clean_and_noisy(model, images, labels, self.options.sigma)
         extra, parts = self.discriminative(model, feats, labels, extra=noisy)
         return LossOutput(ce + extra, logits, {"ce": float(ce.detach()), **parts})
 
@@ -135,10 +143,7 @@ class StabilityTraining(TrainingLoss):
     def forward(
         self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
     ) -> LossOutput:
-        feats = model.features(images)
-        noisy = model.features(noisy_view(images, self.options.sigma))
-        logits = model.head(feats)
-        ce = F.cross_entropy(logits, labels)
+        feats, noisy, logits, ce = clean_and_noisy(model, images, labels, self.options.sigma)
         gap = torch.linalg.vector_norm(feats - noisy, dim=1).mean()
         loss = ce + self.options.weight * gap
         parts = {"ce": float(ce.detach()), "stability": float(gap.detach())}

@@ -1,12 +1,8 @@
 """Model registry; every module in this package registers its models on import."""
 
-import importlib
-import pkgutil
-
+from ..registry import import_submodules
 from .base import MODELS, Normalize, TappedModel, capture, create_model, transform_outputs
 
-for _mod in pkgutil.iter_modules(__path__):
-    if _mod.name != "base":
-        importlib.import_module(f"{__name__}.{_mod.name}")
+import_submodules(__name__, __path__)
 
 __all__ = ["MODELS", "Normalize", "TappedModel", "capture", "create_model", "transform_outputs"]

@@ -1,9 +1,7 @@
 """Perturbation registry; every module in this package registers its perturbations on import.
 The suite order follows :data:`SUITE_ORDER` (cheap first)."""
 
-import importlib
-import pkgutil
-
+from ..registry import import_submodules
 from .base import (
     PERTURBATIONS,
     Cell,
@@ -13,9 +11,7 @@ from .base import (
     register_perturbation,
 )
 
-for _mod in pkgutil.iter_modules(__path__):
-    if _mod.name != "base":
-        importlib.import_module(f"{__name__}.{_mod.name}")
+import_submodules(__name__, __path__)
 
 SUITE_ORDER = ("clean", "gaussian", "gaussian-iid", "fgsm-before-norm", "fgsm-after-norm",
                "dropout", "quantize", "deepfool")
