@@ -85,8 +85,8 @@ class DeepFool(Perturbation):
         norms, correct_all, success_all = [], [], []
         for start in range(0, len(idx), int(opts["batch_size"])):
             rows = idx[start:start + int(opts["batch_size"])]
-            x = ctx.data.float(rows).to(ctx.device)
-            y = ctx.data.labels[rows].to(ctx.device)
+            rows = rows.to(ctx.device)
+            x, y = ctx.images[rows], ctx.labels[rows]
             adv = run_deepfool(opts["backend"], ctx.model, x, y, norm=opts["norm"],
                                steps=int(opts["steps"]), candidates=int(opts["candidates"]),
                                overshoot=float(opts["overshoot"]), loss=str(opts["loss"]))
