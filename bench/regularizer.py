@@ -4,7 +4,11 @@ Claim: a `laplacian` step (m = 2, every ReLU tap, full graph, batch 100) costs a
 cross-entropy step on smallcnn (28x28 grey) and at most 1.25x on PreActResNet18 of width 16
 (32x32x3). Each step is forward + loss + backward + SGD update, measured interleaved
 (CE, Laplacian, CE, ...) so that machine noise hits both alike; the medians are compared.
-Runtime: about a minute on a 2-core CPU (`--quick`: a few seconds).
+Three Laplacian variants: the default (`grad_dtype=auto`: the Gram backward in bfloat16 where
+the device has native bfloat16 products, float32 elsewhere; exact forward), `lap fp32`
+(`grad_dtype=float32`: exact forward and backward) and `lap bf16` (`gram_dtype=bfloat16
+grad_dtype=bfloat16`: both products in bfloat16, sigma to ~4e-3). The device line says what
+`auto` resolved to. Runtime: about a minute on a 2-core CPU (`--quick`: a few seconds).
 
 Usage: python bench/regularizer.py [--quick] [--device cpu|cuda]
 """
@@ -18,6 +22,7 @@ import time
 import torch
 
 from robustbench_graph.data import dataset_info
+from robustbench_graph.device import has_fast_bf16_matmul
 from robustbench_graph.losses import create_loss
 from robustbench_graph.models import create_model
 
@@ -27,11 +32,18 @@ CASES = [  # (label, model, dataset shape, width, target ratio)
 ]
 
 
-def step_timer(model_name, dataset, width, loss_name, device):  # noqa: ANN001, ANN201
+VARIANTS = [  # (label, loss, options)
+    ("laplacian", "laplacian", {}),
+    ("lap fp32", "laplacian", {"grad_dtype": "float32"}),
+    ("lap bf16", "laplacian", {"gram_dtype": "bfloat16", "grad_dtype": "bfloat16"}),
+]
+
+
+def step_timer(model_name, dataset, width, loss_name, device, options=None):  # noqa: ANN001, ANN201
     info = dataset_info(dataset)
     torch.manual_seed(0)
     model = create_model(model_name, info, width=width).to(device).train()
-    loss_fn = create_loss(loss_name, {}, info.num_classes).to(device)
+    loss_fn = create_loss(loss_name, options or {}, info.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(100, *info.input_shape, device=device)
     y = torch.arange(100, device=device) % info.num_classes
@@ -58,23 +70,29 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     repeats = 5 if args.quick else 30
+    auto = "bfloat16" if has_fast_bf16_matmul(device) else "float32"
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{repeats} interleaved steps each")
-    print(f"{'model':30s} {'ce ms':>9s} {'laplacian ms':>13s} {'ratio':>7s} {'target':>7s}")
+          f"{repeats} interleaved steps each; grad_dtype=auto resolves to {auto} here")
+    print(f"{'model':28s} {'variant':10s} {'ce ms':>8s} {'variant ms':>11s} {'ratio':>7s} "
+          f"{'target':>7s}")
     for label, model_name, dataset, width, target in CASES:
         ce = step_timer(model_name, dataset, width, "ce", device)
-        lap = step_timer(model_name, dataset, width, "laplacian", device)
+        laps = [step_timer(model_name, dataset, width, loss, device, opts)
+                for _, loss, opts in VARIANTS]
         for _ in range(3):  # warm-up
-            ce(), lap()
-        times_ce, times_lap = [], []
+            ce(), [lap() for lap in laps]
+        times_ce: list[float] = []
+        times = [[] for _ in laps]
         for _ in range(repeats):
             times_ce.append(ce())
-            times_lap.append(lap())
-        t_ce, t_lap = statistics.median(times_ce), statistics.median(times_lap)
-        ratio = t_lap / t_ce
-        verdict = "met" if ratio <= target else "MISSED"
-        print(f"{label:30s} {1e3 * t_ce:9.1f} {1e3 * t_lap:13.1f} {ratio:6.2f}x {target:6.2f}x"
-              f"  {verdict}")
+            for lap, out in zip(laps, times, strict=True):
+                out.append(lap())
+        t_ce = statistics.median(times_ce)
+        for (name, _, _), ts in zip(VARIANTS, times, strict=True):
+            ratio = statistics.median(ts) / t_ce
+            verdict = "met" if ratio <= target else "MISSED"
+            print(f"{label:28s} {name:10s} {1e3 * t_ce:8.1f} {1e3 * statistics.median(ts):11.1f}"
+                  f" {ratio:6.2f}x {target:6.2f}x  {verdict}")
 
 
 if __name__ == "__main__":

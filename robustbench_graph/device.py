@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import random
 
 import numpy as np
@@ -42,3 +43,24 @@ def eval_batch_size(device: torch.device | str) -> int:
     1,000 mnist5k images: 0.34 s at batch 1000, 0.16 s at batch 200)."""
     return 1000 if torch.device(device).type == "cuda" else 200
 
+
+
+def has_fast_bf16_matmul(device: torch.device | str) -> bool:
+    """Whether bfloat16 matrix products run natively (faster than float32) on ``device``:
+    CUDA GPUs of compute capability 8.0 or newer, CPUs with AVX512-BF16 or AMX tiles."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return False
+
+
+def describe_device(device: torch.device | str) -> dict[str, object]:
+    """What a run records about the hardware it trained on (``auto`` precisions depend on it)."""
+    device = torch.device(device)
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else platform.processor() or platform.machine())
+    return {"type": device.type, "name": name,
+            "native_bf16_matmul": has_fast_bf16_matmul(device)}

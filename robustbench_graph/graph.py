@@ -13,6 +13,8 @@ normalised on the b x b matrix, and ``L^m`` is never formed: ``L X = d * X - A X
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -23,35 +25,76 @@ _EPS = 1e-12  # as F.normalize
 
 
 class _Gram(torch.autograd.Function):
-    """``G = R R^T`` with the backward ``dR = (dG + dG^T) R``: one b x b x F product instead of
-    the two that autograd takes for a generic matrix product (the regulariser's hot path)."""
+    """``G = R R^T`` of the flattened rows with the backward ``dR = (dG + dG^T) R``: one
+    b x b x F product instead of the two that autograd takes for a generic matrix product.
+
+    ``gram_dtype`` / ``grad_dtype`` (None: float32, or R's dtype if wider) are the precisions
+    of the forward and backward products; G itself is returned in float32 or wider, with
+    autocast off.
+    """
 
     @staticmethod
-    def forward(ctx, flat: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-        ctx.save_for_backward(flat)
-        gram = flat @ flat.T
+    def forward(ctx, features: torch.Tensor, gram_dtype: torch.dtype | None,  # noqa: ANN001
+                grad_dtype: torch.dtype | None) -> torch.Tensor:
+        exact = torch.promote_types(features.dtype, torch.float32)
+        flat = features.reshape(features.shape[0], -1)
+        low = flat.to(gram_dtype or exact)
+        with torch.autocast(flat.device.type, enabled=False):
+            gram = (low @ low.T).to(exact)
+        # The backward's operand, cast now while R is in cache (a bfloat16 copy costs half
+        # of R's memory; a float32 R is saved by reference).
+        backward_dtype = grad_dtype or exact
+        ctx.save_for_backward(low if low.dtype == backward_dtype else flat.to(backward_dtype))
+        ctx.input_shape, ctx.input_dtype = features.shape, features.dtype
         return (gram + gram.T) / 2  # exactly symmetric (BLAS may round halves differently)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
-        (flat,) = ctx.saved_tensors
-        return (grad + grad.T) @ flat
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
+        (operand,) = ctx.saved_tensors
+        with torch.autocast(operand.device.type, enabled=False):
+            out = (grad + grad.T).to(operand.dtype) @ operand
+        return out.to(ctx.input_dtype).reshape(ctx.input_shape), None, None
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """``R R^T`` of the flattened rows (b x b), differentiable, exactly symmetric."""
-    return _Gram.apply(features.reshape(features.shape[0], -1))
+def gram_matrix(features: torch.Tensor, gram_dtype: torch.dtype | None = None,
+                grad_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``R R^T`` of the flattened rows (b x b), differentiable, exactly symmetric, float32.
+
+    ``gram_dtype`` and ``grad_dtype`` set the precision of the forward and of the backward
+    product (None: float32). ``torch.bfloat16`` runs about 3x faster on GPUs and on CPUs with
+    AVX512-BF16/AMX, at a relative error of about 4e-3 on each entry of G (forward) or of the
+    gradient (backward).
+    """
+    return _Gram.apply(features, gram_dtype, grad_dtype)
+
+
+def normalize_gram(gram: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities ``G / (n n^T)`` from Gram matrices (... x b x b), with
+    ``n = max(sqrt(diag G), 1e-12)``: an all-zero row has similarity 0 to everything."""
+    norms = gram.diagonal(dim1=-2, dim2=-1).clamp_min(_EPS * _EPS).sqrt()
+    return gram / (norms[..., :, None] * norms[..., None, :])
 
 
 def cosine_similarity(features: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of the flattened rows of ``features`` (b x ...) -> b x b.
 
-    Computed as ``G / (n n^T)`` with ``G = R R^T`` and ``n = max(sqrt(diag G), 1e-12)``, the
-    fast form of METHODS.md section 9.6; an all-zero row has similarity 0 to everything.
+    Computed as ``G / (n n^T)`` with ``G = R R^T`` (the fast form of METHODS.md section 9.6):
+    one Gram matrix of the raw features, normalised on the b x b matrix.
     """
-    gram = gram_matrix(features)
-    norms = gram.diagonal().clamp_min(_EPS * _EPS).sqrt()
-    return gram / (norms[:, None] * norms[None, :])
+    return normalize_gram(gram_matrix(features))
+
+
+def cosine_graphs(representations: Sequence[torch.Tensor],
+                  gram_dtype: torch.dtype | None = None,
+                  grad_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The cosine graphs of several representations of one batch, stacked: T x b x b.
+
+    One Gram matrix per representation, then every b x b operation batched over the T
+    graphs (the regulariser taps up to 17 layers; per-layer small operations added up).
+    Precisions as ``gram_matrix``.
+    """
+    return normalize_gram(torch.stack([gram_matrix(r, gram_dtype, grad_dtype)
+                                       for r in representations]))
 
 
 def similarity(features: torch.Tensor, kind: str = "cosine", alpha: float = 1.0) -> torch.Tensor:
@@ -77,19 +120,19 @@ def similarity(features: torch.Tensor, kind: str = "cosine", alpha: float = 1.0)
 def knn_sparsify(sim: torch.Tensor, k: int | None = None) -> torch.Tensor:
     """Symmetric k-NN graph (LapNet eq. 1): keep ``A_ij = sim_ij`` when j is among the k most
     similar nodes of i, or i among those of j (self excluded); ``k=None`` or ``k >= b - 1``
-    keeps the full graph (the paper's ``k = b``)."""
-    b = sim.shape[0]
+    keeps the full graph (the paper's ``k = b``). ``sim`` is b x b or a stack ... x b x b."""
+    b = sim.shape[-1]
     if k is None or k >= b - 1:
         return sim
     if k <= 0:
         raise RbgError(f"k-NN graph needs k >= 1, got {k}")
     with torch.no_grad():
         scores = sim.detach().clone()
-        scores.fill_diagonal_(float("-inf"))
-        top = scores.topk(k, dim=1).indices
+        scores.diagonal(dim1=-2, dim2=-1).fill_(float("-inf"))
+        top = scores.topk(k, dim=-1).indices
         mask = torch.zeros_like(sim, dtype=torch.bool)
-        mask.scatter_(1, top, True)
-        mask = mask | mask.T
+        mask.scatter_(-1, top, True)
+        mask = mask | mask.transpose(-2, -1)
     return sim * mask
 
 
@@ -104,26 +147,27 @@ def label_signals(labels: torch.Tensor, num_classes: int, dtype: torch.dtype) ->
 
 
 def _apply_laplacian(adj: torch.Tensor, degree: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return degree[:, None] * x - adj @ x
+    return degree[..., :, None] * x - adj @ x
 
 
 def signal_smoothness(adj: torch.Tensor, signals: torch.Tensor, m: int = 1) -> torch.Tensor:
     """``tr(X^T L^m X)`` for the Laplacian of ``adj``, without forming L or L^m.
 
     Args:
-        adj: b x b symmetric adjacency (self-loops allowed, they cancel).
+        adj: b x b symmetric adjacency (self-loops allowed, they cancel), or a stack
+            ... x b x b of them (then one value per graph).
         signals: b x C signals X (one-hot labels for LapNet's sigma).
         m: Laplacian power, >= 1.
     """
     if m < 1:
         raise RbgError(f"Laplacian power m must be >= 1, got {m}")
-    degree = adj.sum(1)
+    degree = adj.sum(-1)
     x = signals
     for _ in range(m // 2):
         x = _apply_laplacian(adj, degree, x)
     if m % 2 == 0:
-        return (x * x).sum()
-    return (x * _apply_laplacian(adj, degree, x)).sum()
+        return (x * x).sum((-2, -1))
+    return (x * _apply_laplacian(adj, degree, x)).sum((-2, -1))
 
 
 def label_smoothness(
@@ -148,4 +192,23 @@ def label_smoothness(
         k: neighbours of the symmetric k-NN graph; ``None`` for the full graph.
     """
     adj = knn_sparsify(cosine_similarity(features), k)
+    return signal_smoothness(adj, label_signals(labels, num_classes, adj.dtype), m)
+
+
+def label_smoothness_per_layer(
+    representations: Sequence[torch.Tensor],
+    labels: torch.Tensor,
+    num_classes: int,
+    *,
+    m: int = 1,
+    k: int | None = None,
+    gram_dtype: torch.dtype | None = None,
+    grad_dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """``label_smoothness`` of each representation of one batch, as one tensor of T values.
+
+    The same quantity, computed with the b x b work batched over the T graphs (see
+    ``cosine_graphs``); ``gram_dtype`` / ``grad_dtype``: precisions as ``gram_matrix``.
+    """
+    adj = knn_sparsify(cosine_graphs(representations, gram_dtype, grad_dtype), k)
     return signal_smoothness(adj, label_signals(labels, num_classes, adj.dtype), m)

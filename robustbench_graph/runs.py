@@ -27,9 +27,10 @@ from safetensors.torch import load_file, save_file
 
 from .config import TrainConfig
 from .data import DatasetInfo, dataset_info
+from .device import describe_device
 from .errors import RbgError
 from .io import atomic_write, write_json_atomic
-from .losses import LOSSES, method_name, parse_loss_options
+from .losses import LOSSES, method_name, parse_loss_options, resolved_options
 from .models import TappedModel, create_model
 
 CONFIG = "config.json"
@@ -57,9 +58,11 @@ class RunSpec:
     def name(self) -> str:
         return self.run_dir.name
 
-    def config_record(self) -> dict[str, Any]:
+    def config_record(self, device: torch.device | None = None) -> dict[str, Any]:
+        """The run's ``config.json``; with ``device``, also the hardware it trains on."""
         import robustbench_graph
 
+        hardware = {"hardware": describe_device(device)} if device is not None else {}
         return {
             "run": self.name,
             "seed": self.seed,
@@ -71,6 +74,7 @@ class RunSpec:
                 "python": platform.python_version(),
             },
             "git_commit": _git_commit(),
+            **hardware,
         }
 
 
@@ -123,8 +127,15 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config record that define the run (not versions or commit)."""
-    return {"seed": record["seed"], "train": record["train"]}
+    """The parts of a config record that define the run (not versions or commit), with the
+    loss options completed by their defaults, so that a run written before an option existed
+    still matches the same command."""
+    train = dict(record["train"])
+    try:
+        train["loss_options"] = resolved_options(train["loss"], train.get("loss_options", {}))
+    except (RbgError, KeyError, TypeError):
+        pass  # an unknown loss or option: compared as written
+    return {"seed": record["seed"], "train": train}
 
 
 def prepare_run_dir(spec: RunSpec, overwrite: bool) -> str:

@@ -126,7 +126,7 @@ def train_run(
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     if action == "new":
-        write_json_atomic(run_dir / CONFIG, spec.config_record())
+        write_json_atomic(run_dir / CONFIG, spec.config_record(device))
 
     seed_everything(spec.seed)
     model, info = build_model(cfg)

@@ -9,9 +9,11 @@ import torch.nn.functional as F
 from robustbench_graph.errors import RbgError
 from robustbench_graph.graph import (
     cosine_similarity,
+    gram_matrix,
     knn_sparsify,
     label_signals,
     label_smoothness,
+    label_smoothness_per_layer,
     laplacian,
     signal_smoothness,
     similarity,
@@ -113,3 +115,53 @@ def test_label_smoothness_matches_dense_cosine_graph() -> None:
 def test_invalid_power() -> None:
     with pytest.raises(RbgError):
         label_smoothness(torch.rand(3, 2), torch.tensor([0, 1, 0]), 2, m=0)
+
+
+@pytest.mark.parametrize("m,k", [(1, None), (2, None), (3, None), (2, 3)])
+def test_per_layer_smoothness_equals_one_graph_at_a_time(m: int, k: int | None) -> None:
+    torch.manual_seed(0)
+    reps = [torch.rand(8, 2, 3, dtype=torch.float64), torch.rand(8, 5, dtype=torch.float64),
+            torch.rand(8, 4, dtype=torch.float64)]
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    batched = label_smoothness_per_layer(reps, labels, 3, m=m, k=k)
+    one_by_one = torch.stack([label_smoothness(r, labels, 3, m=m, k=k) for r in reps])
+    assert torch.allclose(batched, one_by_one)
+    x = [r.clone().requires_grad_() for r in reps]
+    assert torch.autograd.gradcheck(
+        lambda *f: label_smoothness_per_layer(f, labels, 3, m=m, k=k), tuple(x))
+
+
+def test_gram_precisions_round_only_what_they_say() -> None:
+    """bfloat16 backward: the forward G is bit-identical to float32's and the gradient is
+    within 1e-2 relative; bfloat16 forward: G within 1e-2 relative. Against float64."""
+    torch.manual_seed(0)
+    feats = torch.relu(torch.randn(50, 4096))
+    weight = torch.randn(50, 50)
+
+    def run(**dtypes: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        x = feats.clone().requires_grad_()
+        gram = gram_matrix(x, **dtypes)
+        (gram * weight).sum().backward()
+        return gram.detach(), x.grad
+
+    exact = feats.double()
+    ref_gram = exact @ exact.T
+    ref_grad = (weight + weight.T).double() @ exact
+    g32, d32 = run()
+    g_bwd, d_bwd = run(grad_dtype=torch.bfloat16)
+    g_fwd, _ = run(gram_dtype=torch.bfloat16)
+    assert g32.dtype == g_bwd.dtype == g_fwd.dtype == torch.float32
+    assert torch.equal(g32, g_bwd)
+    assert torch.allclose(g32.double(), ref_gram, rtol=1e-5)
+    assert torch.allclose(d32.double(), ref_grad, rtol=1e-4, atol=1e-3)
+    rel = lambda a, b: float((a.double() - b).norm() / b.norm())  # noqa: E731
+    assert 1e-6 < rel(d_bwd, ref_grad) < 1e-2
+    assert 1e-6 < rel(g_fwd, ref_gram) < 1e-2
+
+
+def test_gram_under_autocast_is_float32_of_the_low_precision_features() -> None:
+    feats = torch.rand(6, 40).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(feats)
+    assert gram.dtype == torch.float32
+    assert torch.equal(gram, gram_matrix(feats.float()))

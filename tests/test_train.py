@@ -28,6 +28,8 @@ def test_run_folder_contents(tmp_path):
     assert record["train"]["lr"] == 0.05  # resolved, not None
     assert {"torch", "robustbench_graph", "python"} <= set(record["versions"])
     assert "git_commit" in record
+    assert record["hardware"]["type"] == "cpu"
+    assert isinstance(record["hardware"]["native_bf16_matmul"], bool)
     rows = list(csv.DictReader((spec.run_dir / "train_log.csv").open()))
     assert set(rows[0]) == {"epoch", "split", "metric", "value"}
     assert {(r["split"], r["metric"]) for r in rows} >= {("train", "loss"), ("test", "accuracy")}
@@ -58,6 +60,15 @@ def test_different_configuration_in_same_folder_is_refused(tmp_path):
     assert other.run_dir == spec.run_dir
     with pytest.raises(RbgError, match="different configuration"):
         train_run(other, device=CPU)
+
+
+def test_run_written_before_a_loss_option_existed_still_matches(tmp_path):
+    spec, _ = _train(tmp_path, epochs=1, loss="laplacian")
+    path = spec.run_dir / "config.json"
+    record = json.loads(path.read_text())
+    del record["train"]["loss_options"]["grad_dtype"]  # as written by an older version
+    path.write_text(json.dumps(record))
+    assert train_run(spec, device=CPU).status == "skipped"
 
 
 def test_interrupted_run_resumes_to_identical_weights(tmp_path):

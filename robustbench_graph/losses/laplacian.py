@@ -22,6 +22,14 @@ test accuracy for seeds 0/1 and Delta (m = 2, raw, on test batches): CE 97.2/98.
 gamma 0.3: 97.7/98.0%, 2.4e4; gamma 1: 97.3/97.9%, 690 (sigma equal across taps); gamma 2:
 97.4% (seed 0), 1.4e3; gamma 3: 11.9% (collapsed). gamma 1 is the smallest value that
 equalises sigma across depth, at no measurable cost, with a factor 2 to the cliff.
+
+Cost (issue 7): one Gram matrix per tap, then the b x b work of all taps batched. The backward
+``dR = (dG + dG^T) R`` of each Gram matrix is the largest extra product of a step;
+``grad_dtype=auto`` (default) computes it in bfloat16 where bfloat16 products are native
+(GPUs of compute capability >= 8, CPUs with AVX512-BF16/AMX) and in float32 elsewhere.
+sigma, Delta and the loss stay exact float32; only the regulariser's gradient is rounded
+(relative error about 2e-3, `tests/test_laplacian.py`). ``grad_dtype=float32`` is the exact
+gradient everywhere.
 """
 
 from __future__ import annotations
@@ -32,8 +40,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..device import has_fast_bf16_matmul
 from ..errors import RbgError
-from ..graph import label_smoothness
+from ..graph import label_smoothness_per_layer
 from ..models import TappedModel, capture
 from .base import LossOutput, TrainingLoss, register_loss
 
@@ -41,6 +50,8 @@ NORMALIZATIONS = ("batch", "none")
 PAPER_GAMMA = 0.01
 PAPER_TAPS = 17  # PreActResNet18: the architecture the paper's gamma is calibrated on
 BATCH_GAMMA = 1.0
+GRAM_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+GRAD_DTYPES = {"auto": None, **GRAM_DTYPES}
 
 
 def parse_taps(spec: str, count: int) -> list[int]:
@@ -61,11 +72,11 @@ def parse_taps(spec: str, count: int) -> list[int]:
     return out
 
 
-def smoothness_gap(sigmas: Sequence[torch.Tensor]) -> torch.Tensor:
+def smoothness_gap(sigmas: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
     """``Delta = (1/(d-1)) sum_l |sigma^l - sigma^(l-1)|`` over d >= 2 smoothness values."""
     if len(sigmas) < 2:
         raise RbgError("the smoothness gap needs at least 2 representations")
-    stacked = torch.stack(list(sigmas))
+    stacked = sigmas if isinstance(sigmas, torch.Tensor) else torch.stack(list(sigmas))
     return (stacked[1:] - stacked[:-1]).abs().mean()
 
 
@@ -78,6 +89,13 @@ def resolve_gamma(gamma: float | None, normalize: str, num_taps: int) -> float:
     return PAPER_GAMMA * 1000.0 if num_taps == PAPER_TAPS else BATCH_GAMMA
 
 
+def resolve_grad_dtype(name: str, device: torch.device) -> torch.dtype | None:
+    """The Gram backward's dtype for ``grad_dtype=name`` on ``device`` (None: float32)."""
+    if name == "auto":
+        return torch.bfloat16 if has_fast_bf16_matmul(device) else None
+    return GRAD_DTYPES[name]
+
+
 def regulariser(
     representations: Sequence[torch.Tensor],
     labels: torch.Tensor,
@@ -86,13 +104,17 @@ def regulariser(
     m: int = 2,
     k: int | None = None,
     normalize: str = "batch",
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """LapNet's Delta over ``representations`` (in depth order) and the per-tap sigmas."""
+    gram_dtype: torch.dtype | None = None,
+    grad_dtype: torch.dtype | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """LapNet's Delta over ``representations`` (in depth order) and the per-tap sigmas (T)."""
     b = labels.shape[0]
     scale = float(b) ** (m + 1) if normalize == "batch" else 1.0
-    sigmas = [label_smoothness(r, labels, num_classes, m=m, k=k) / scale
-              for r in representations]
-    return smoothness_gap(sigmas), sigmas
+    with torch.autocast(labels.device.type, enabled=False):
+        sigmas = label_smoothness_per_layer(representations, labels, num_classes, m=m, k=k,
+                                            gram_dtype=gram_dtype, grad_dtype=grad_dtype)
+        sigmas = sigmas / scale
+        return smoothness_gap(sigmas), sigmas
 
 
 @register_loss("laplacian", "LapNet: CE + gamma^m * mean |sigma^l - sigma^(l-1)| over post-ReLU "
@@ -105,13 +127,18 @@ class LaplacianLoss(TrainingLoss):
     class Options:
         """gamma: Laplacian scale, weight gamma^m (None: per normalisation, module docstring);
         m: Laplacian power; k: k-NN neighbours (None: full graph, k = b); taps: "all" or
-        comma-separated ReLU-tap indices; normalize: "batch" (sigma / b^(m+1)) or "none"."""
+        comma-separated ReLU-tap indices; normalize: "batch" (sigma / b^(m+1)) or "none";
+        grad_dtype: precision of the Gram backward, "auto" (bfloat16 where native, module
+        docstring), "float32" (exact) or "bfloat16"; gram_dtype: precision of the Gram
+        forward, "float32" (exact sigma and Delta) or "bfloat16" (fastest, sigma to ~4e-3)."""
 
         gamma: float | None = None
         m: int = 2
         k: int | None = None
         taps: str = "all"
         normalize: str = "batch"
+        grad_dtype: str = "auto"
+        gram_dtype: str = "float32"
 
         def validate(self) -> None:
             if self.gamma is not None and self.gamma < 0:
@@ -123,6 +150,12 @@ class LaplacianLoss(TrainingLoss):
             if self.normalize not in NORMALIZATIONS:
                 raise RbgError(f"laplacian normalize must be one of {', '.join(NORMALIZATIONS)}"
                                f", got {self.normalize!r}")
+            if self.grad_dtype not in GRAD_DTYPES:
+                raise RbgError(f"laplacian grad_dtype must be one of {', '.join(GRAD_DTYPES)}"
+                               f", got {self.grad_dtype!r}")
+            if self.gram_dtype not in GRAM_DTYPES:
+                raise RbgError(f"laplacian gram_dtype must be one of {', '.join(GRAM_DTYPES)}"
+                               f", got {self.gram_dtype!r}")
             if self.taps.strip().lower() != "all":
                 parse_taps(self.taps, 10**6)
 
@@ -139,7 +172,8 @@ class LaplacianLoss(TrainingLoss):
             raise RbgError(f"expected {len(modules)} tap outputs, got {len(outs)}")
         ce = F.cross_entropy(logits, labels)
         delta, _ = regulariser(outs, labels, self.num_classes, m=o.m, k=o.k,
-                               normalize=o.normalize)
+                               normalize=o.normalize, gram_dtype=GRAM_DTYPES[o.gram_dtype],
+                               grad_dtype=resolve_grad_dtype(o.grad_dtype, images.device))
         weight = resolve_gamma(o.gamma, o.normalize, len(all_taps)) ** o.m
         loss = ce + weight * delta
         return LossOutput(loss, logits, {"ce": float(ce.detach()), "delta": float(delta.detach())})
