@@ -51,9 +51,17 @@ class _Gram(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
         (operand,) = ctx.saved_tensors
+        # A fresh tensor of the input's shape, not a view: autograd can then add the rest of
+        # the network's gradient into it in place.
+        out = torch.empty(ctx.input_shape, dtype=ctx.input_dtype, device=operand.device)
+        flat_out = out.view(operand.shape)
         with torch.autocast(operand.device.type, enabled=False):
-            out = (grad + grad.T).to(operand.dtype) @ operand
-        return out.to(ctx.input_dtype).reshape(ctx.input_shape), None, None
+            sym = (grad + grad.T).to(operand.dtype)
+            if operand.dtype == out.dtype:
+                torch.mm(sym, operand, out=flat_out)
+            else:
+                flat_out.copy_(sym @ operand)
+        return out, None, None
 
 
 def gram_matrix(features: torch.Tensor, gram_dtype: torch.dtype | None = None,
