@@ -25,6 +25,7 @@ from robustbench_graph.data import dataset_info
 from robustbench_graph.device import has_fast_bf16_matmul
 from robustbench_graph.losses import create_loss
 from robustbench_graph.models import create_model
+from robustbench_graph.runs import uses_channels_last
 
 CASES = [  # (label, model, dataset shape, width, target ratio)
     ("smallcnn 1x28x28", "smallcnn", "mnist5k", None, 2.0),
@@ -43,6 +44,8 @@ def step_timer(model_name, dataset, width, loss_name, device, options=None):  # 
     info = dataset_info(dataset)
     torch.manual_seed(0)
     model = create_model(model_name, info, width=width).to(device).train()
+    if uses_channels_last(model_name):  # as `rbg train` runs it, CE and Laplacian alike
+        model.to(memory_format=torch.channels_last)
     loss_fn = create_loss(loss_name, options or {}, info.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(100, *info.input_shape, device=device)

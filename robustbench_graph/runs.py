@@ -234,13 +234,15 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
             f"{run_dir / WEIGHTS} does not match model {cfg.model!r} of its config"
         ) from None
     model.to(device).eval()
-    if torch.device(device).type == "cuda" and uses_channels_last(cfg.model):
+    if uses_channels_last(cfg.model):
         model.to(memory_format=torch.channels_last)
     return LoadedRun(run_dir, record, model, info)
 
 
 def uses_channels_last(model_name: str) -> bool:
-    """The ResNets run in channels-last memory format on GPUs (faster convolutions)."""
+    """The ResNets run in channels-last memory format, on GPUs (cuDNN) and CPUs (oneDNN) alike:
+    PreActResNet18 w16, batch 100, 2 CPU threads: CE step 214 -> 161 ms, Laplacian step
+    298 -> 213 ms (issue 7). Weights are saved contiguous, whatever the layout."""
     return model_name in ("preactresnet18", "resnet18")
 
 

@@ -130,7 +130,7 @@ def train_run(
 
     seed_everything(spec.seed)
     model, info = build_model(cfg)
-    if device.type == "cuda" and uses_channels_last(cfg.model):
+    if uses_channels_last(cfg.model):
         model.to(memory_format=torch.channels_last)
     if cfg.parseval:
         from .parseval import retract_

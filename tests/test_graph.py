@@ -165,3 +165,21 @@ def test_gram_under_autocast_is_float32_of_the_low_precision_features() -> None:
         gram = gram_matrix(feats)
     assert gram.dtype == torch.float32
     assert torch.equal(gram, gram_matrix(feats.float()))
+
+
+def test_channels_last_features_give_the_same_gram_and_gradient_layout() -> None:
+    torch.manual_seed(0)
+    feats = torch.relu(torch.randn(6, 4, 5, 5, dtype=torch.float64))
+    weight = torch.randn(6, 6, dtype=torch.float64)
+    grads = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = feats.clone(memory_format=layout).requires_grad_()
+        gram = gram_matrix(x)
+        (gram * weight).sum().backward()
+        assert x.grad.is_contiguous(memory_format=layout)
+        grads.append((gram.detach(), x.grad))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1])
+    x = feats.clone(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(lambda f: label_smoothness(f, torch.arange(6) % 3, 3, m=2),
+                                    (x,))
