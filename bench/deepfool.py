@@ -81,7 +81,9 @@ def compare(
         return raw
 
     def run_native(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        return deepfool(model, xb, yb, norm=norm, **SETTINGS)
+        # as `rbg attack` calls it: with the model's input layer as a speed hint
+        return deepfool(model, xb, yb, norm=norm, input_layer=getattr(model, "input_layer", None),
+                        **SETTINGS)
 
     def run_foolbox_cl(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         return run_foolbox(xb.contiguous(memory_format=torch.channels_last), yb)

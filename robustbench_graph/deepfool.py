@@ -19,6 +19,8 @@ fooled).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -38,19 +40,67 @@ def _class_differences(
     return scores.gather(1, classes[:, 1:]) - scores.gather(1, classes[:, :1])
 
 
-def _difference_gradients(losses: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def _difference_gradients(
+    losses: torch.Tensor, x: torch.Tensor, hidden: torch.Tensor | None = None
+) -> torch.Tensor:
     """Gradients of each column of ``losses`` (N x M) w.r.t. ``x``: N x M x x.shape[1:].
 
     M backward passes through the one forward graph (retained between them); only the input
     gradient is computed, never the parameters'. On CPU this measured faster than a single
     batched backward (``is_grads_batched=True``, i.e. vmap), whose batched convolutions were
     slower than the same number of separate ones.
+
+    With ``hidden`` (the output of the model's input layer, through which every path from
+    ``x`` passes), each pass stops at ``hidden`` and the last step to ``x`` runs with
+    PyTorch's own convolution kernels instead of oneDNN's, whose input gradient for a
+    one-channel convolution is slow on CPU (8.8 ms against 2.4 ms for 100 mnist images;
+    smallcnn DeepFool step 232 -> 186 ms). The values agree to float rounding.
     """
     m = losses.shape[1]
-    grads = [
-        torch.autograd.grad(losses[:, k].sum(), x, retain_graph=k < m - 1)[0] for k in range(m)
-    ]
+    if hidden is None:
+        grads = [torch.autograd.grad(losses[:, k].sum(), x, retain_graph=k < m - 1)[0]
+                 for k in range(m)]
+        return torch.stack(grads, dim=1)
+    at_hidden = [torch.autograd.grad(losses[:, k].sum(), hidden, retain_graph=True)[0]
+                 for k in range(m)]
+    with _without_onednn():
+        grads = [torch.autograd.grad(hidden, x, g, retain_graph=k < m - 1)[0]
+                 for k, g in enumerate(at_hidden)]
     return torch.stack(grads, dim=1)
+
+
+@contextmanager
+def _without_onednn() -> Iterator[None]:
+    """oneDNN convolutions off for the block (only that flag, unlike ``mkldnn.flags``)."""
+    enabled = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = enabled
+
+
+def _split_layer(input_layer: nn.Module | None, x: torch.Tensor) -> nn.Module | None:
+    """The input layer to stop the backward passes at, where that is measured to pay: a
+    one-channel convolution on CPU (see ``_difference_gradients``)."""
+    if (isinstance(input_layer, nn.Conv2d) and input_layer.in_channels == 1
+            and x.device.type == "cpu" and torch.backends.mkldnn.is_available()):
+        return input_layer
+    return None
+
+
+def _forward(model: nn.Module, x: torch.Tensor, split: nn.Module | None
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Logits, and the split layer's output when it ran exactly once."""
+    if split is None:
+        return model(x), None
+    outputs: list[torch.Tensor] = []
+    handle = split.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return logits, outputs[0] if len(outputs) == 1 else None
 
 
 def deepfool(
@@ -64,6 +114,7 @@ def deepfool(
     overshoot: float = 0.02,
     loss: str = "logits",
     bounds: tuple[float, float] = (0.0, 1.0),
+    input_layer: nn.Module | None = None,
 ) -> torch.Tensor:
     """Minimal DeepFool adversarials, as foolbox 3.3.4's DeepFool with ``epsilons=None``.
 
@@ -92,6 +143,9 @@ def deepfool(
         overshoot: Relative overshoot of the accumulated perturbation (foolbox ``overshoot``).
         loss: ``"logits"`` or ``"crossentropy"`` (foolbox ``loss``).
         bounds: Input range, as foolbox's ``PyTorchModel(bounds=...)``.
+        input_layer: Optional module of ``model`` through whose single output every path from
+            the input to the logits passes (``TappedModel.input_layer``); a speed hint only,
+            used where it pays (``_split_layer``), never changing the result beyond rounding.
 
     Returns:
         The adversarial images (foolbox's raw output), same shape, dtype and device as
@@ -125,6 +179,7 @@ def deepfool(
         # the values agree to float rounding. The result keeps the caller's layout.
         x0 = x0.contiguous(memory_format=torch.channels_last)
     x = x0.clone()
+    split = _split_layer(input_layer, x0)
     p_total = torch.zeros_like(x0)
     active = torch.arange(len(x0), device=x0.device)  # samples not yet adversarial
     classes: torch.Tensor | None = None
@@ -133,7 +188,7 @@ def deepfool(
     with torch.enable_grad():
         for _ in range(steps):
             xa = x[active].requires_grad_(True)
-            logits = model(xa)
+            logits, hidden = _forward(model, xa, split)
             if classes is None:  # first step: x == x0, so these are the clean logits
                 n_cand = logits.shape[-1] if candidates is None else candidates
                 n_cand = min(n_cand, logits.shape[-1])
@@ -156,12 +211,12 @@ def deepfool(
                 # Backpropagating through the newly fooled rows would cost more than a fresh
                 # forward pass over the remaining ones.
                 xa = x[active].requires_grad_(True)
-                logits = model(xa)
+                logits, hidden = _forward(model, xa, split)
                 graph_rows, select = active, None
             else:
                 select = keep
             losses = _class_differences(logits, classes[graph_rows], loss)
-            grads = _difference_gradients(losses, xa)
+            grads = _difference_gradients(losses, xa, hidden)
             losses = losses.detach()
             if select is not None:
                 grads, losses = grads[select], losses[select]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from robustbench_graph.data import dataset_info, load_dataset
-from robustbench_graph.deepfool import deepfool
+from robustbench_graph.deepfool import _forward, _split_layer, deepfool
 from robustbench_graph.models import create_model
 
 with warnings.catch_warnings():
@@ -92,6 +92,12 @@ def test_matches_foolbox(trained, norm, kwargs):
     assert all(p.grad is None for p in model.parameters())
     assert not model.training
     assert all(torch.equal(v, params[k]) for k, v in model.state_dict().items())
+    # the input-layer hint (backward split at the first convolution) changes nothing
+    hinted = deepfool(model, x, y, norm=norm, input_layer=model.input_layer, **kwargs)
+    torch.testing.assert_close(
+        _norms(hinted, x, norm), _norms(ref, x, norm), rtol=RTOL, atol=1e-6
+    )
+    assert all(p.grad is None for p in model.parameters())
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])
@@ -158,3 +164,16 @@ def test_runs_under_no_grad(trained):
     with torch.no_grad():
         adv = deepfool(model, x[:20], y[:20])
     torch.testing.assert_close(adv, deepfool(model, x[:20], y[:20]))
+
+
+def test_input_layer_hint_is_used_where_it_pays_and_falls_back_safely(trained):
+    model, x, y = trained
+    assert _split_layer(model.input_layer, x) is (
+        model.input_layer if torch.backends.mkldnn.is_available() else None)
+    colour = create_model("preactresnet18", dataset_info("cifar10"), width=4).eval()
+    assert _split_layer(colour.input_layer, torch.rand(2, 3, 32, 32)) is None  # 3 channels
+    # a layer that runs twice gives no split point: the plain backward is used
+    twice = torch.nn.Sequential(model.input_layer, torch.nn.ReLU())
+    logits, hidden = _forward(lambda t: model(t) + twice(model.normalize(t)).mean(), x[:4],
+                              model.input_layer)
+    assert hidden is None and logits.shape == (4, 10)

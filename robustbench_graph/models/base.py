@@ -9,7 +9,8 @@ Named taps (lists of modules whose forward outputs are the tapped tensors):
 * ``relu_taps``: every post-ReLU activation, in order (graph losses, METHODS.md section 3.1);
 * ``block_taps``: the output of each block (test-time dropout, section 1.6);
 * ``features`` / ``head``: the penultimate feature and the classifier on top of it
-  (margin losses, section 4.1).
+  (margin losses, section 4.1);
+* ``input_layer``: the first convolution (every path from the input passes through its output).
 """
 
 from __future__ import annotations
@@ -57,6 +58,12 @@ class TappedModel(nn.Module):
     @property
     def relu_taps(self) -> list[nn.Module]:
         raise NotImplementedError
+
+    @property
+    def input_layer(self) -> nn.Module | None:
+        """The first layer, through whose single output every path from the input to the
+        logits passes (a speed hint for DeepFool's input gradients), or None."""
+        return None
 
     @property
     def block_taps(self) -> list[nn.Module]:

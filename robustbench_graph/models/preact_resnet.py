@@ -68,6 +68,10 @@ class PreActResNet18(TappedModel):
         return [*taps, self.final_relu]
 
     @property
+    def input_layer(self) -> nn.Module:
+        return self.stem
+
+    @property
     def block_taps(self) -> list[nn.Module]:
         return list(self.blocks)
 

@@ -61,6 +61,10 @@ class ResNet18(TappedModel):
         return taps
 
     @property
+    def input_layer(self) -> nn.Module:
+        return self.stem[0]
+
+    @property
     def block_taps(self) -> list[nn.Module]:
         return list(self.blocks)
 

@@ -33,6 +33,10 @@ class SmallCNN(TappedModel):
         return [self.block1[1], self.block2[1], self.block3[2]]
 
     @property
+    def input_layer(self) -> nn.Module:
+        return self.block1[0]
+
+    @property
     def block_taps(self) -> list[nn.Module]:
         return [self.block1, self.block2, self.block3]
 

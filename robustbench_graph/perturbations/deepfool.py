@@ -61,7 +61,8 @@ def run_deepfool(backend: str, model: torch.nn.Module, images: torch.Tensor,
         return foolbox_deepfool(model, images, labels, **kwargs)
     from ..deepfool import deepfool
 
-    return deepfool(model, images, labels, **kwargs)
+    return deepfool(model, images, labels, input_layer=getattr(model, "input_layer", None),
+                    **kwargs)
 
 
 @register_perturbation("deepfool", "DeepFool minimal L2 perturbation on a 1,000-image test "
