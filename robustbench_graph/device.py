@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,6 +62,17 @@ def describe_device(device: torch.device | str) -> dict[str, object]:
     """What a run records about the hardware it trained on (``auto`` precisions depend on it)."""
     device = torch.device(device)
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-            else platform.processor() or platform.machine())
+            else _cpu_name())
     return {"type": device.type, "name": name,
             "native_bf16_matmul": has_fast_bf16_matmul(device)}
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
