@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import platform
 import random
 from pathlib import Path
@@ -45,11 +46,15 @@ def eval_batch_size(device: torch.device | str) -> int:
     return 1000 if torch.device(device).type == "cuda" else 200
 
 
-
 def has_fast_bf16_matmul(device: torch.device | str) -> bool:
     """Whether bfloat16 matrix products run natively (faster than float32) on ``device``:
-    CUDA GPUs of compute capability 8.0 or newer, CPUs with AVX512-BF16 or AMX tiles."""
-    device = torch.device(device)
+    CUDA GPUs of compute capability 8.0 or newer, CPUs with AVX512-BF16 or AMX tiles.
+    Probed once per device (the regulariser asks at every step)."""
+    return _has_fast_bf16_matmul(torch.device(device))
+
+
+@functools.cache
+def _has_fast_bf16_matmul(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":

@@ -87,9 +87,10 @@ def gram_matrix(features: torch.Tensor, gram_dtype: torch.dtype | None = None,
     """``R R^T`` of the flattened rows (b x b), differentiable, exactly symmetric, float32.
 
     ``gram_dtype`` and ``grad_dtype`` set the precision of the forward and of the backward
-    product (None: float32). ``torch.bfloat16`` runs about 3x faster on GPUs and on CPUs with
-    AVX512-BF16/AMX, at a relative error of about 4e-3 on each entry of G (forward) or of the
-    gradient (backward).
+    product (None: float32). ``torch.bfloat16`` is native on GPUs of compute capability >= 8
+    and on CPUs with AVX512-BF16/AMX (about 3x faster than float32 on this project's
+    AVX512-BF16 CPU, ``bench/RESULTS.md``), at a relative error of about 4e-3 on each entry of
+    G (forward) or of the gradient (backward).
     """
     return _Gram.apply(features, gram_dtype, grad_dtype)
 
