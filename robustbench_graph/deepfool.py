@@ -80,6 +80,48 @@ def _without_onednn() -> Iterator[None]:
         torch.backends.mkldnn.enabled = enabled
 
 
+class _AffineGrad(torch.autograd.Function):
+    """Returns ``out`` (a module's output, detached) with the input gradient ``grad * scale``:
+    the exact backward of an affine per-channel map, without the module's own backward."""
+
+    @staticmethod
+    def forward(ctx, out: torch.Tensor, x: torch.Tensor,  # noqa: ANN001
+                scale: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(scale)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:  # noqa: ANN001
+        (scale,) = ctx.saved_tensors
+        return None, grad * scale, None
+
+
+def _affine_batchnorm_grad(module: nn.Module, inputs: tuple[torch.Tensor, ...],
+                           out: torch.Tensor) -> torch.Tensor:
+    """Forward hook for an eval-mode batch norm: same output, input gradient by one multiply
+    (``weight / sqrt(running_var + eps)`` per channel) instead of ``native_batch_norm_backward``,
+    which measured 3.3x slower than a multiply on CPU (PreActResNet-18 DeepFool step
+    1286 -> 1093 ms; gradients equal within 5e-7 relative)."""
+    scale = torch.rsqrt(module.running_var + module.eps)
+    if module.weight is not None:
+        scale = scale * module.weight
+    shape = (1, -1) + (1,) * (out.ndim - 2)
+    return _AffineGrad.apply(out.detach(), inputs[0], scale.detach().view(shape).to(out.dtype))
+
+
+@contextmanager
+def _fast_batchnorm_backward(model: nn.Module) -> Iterator[None]:
+    """``_affine_batchnorm_grad`` on every eval-mode batch norm with running statistics."""
+    handles = [m.register_forward_hook(_affine_batchnorm_grad) for m in model.modules()
+               if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training
+               and m.running_var is not None]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def _split_layer(input_layer: nn.Module | None, x: torch.Tensor) -> nn.Module | None:
     """The input layer to stop the backward passes at, where that is measured to pay: a
     one-channel convolution on CPU (see ``_difference_gradients``)."""
@@ -185,7 +227,7 @@ def deepfool(
     classes: torch.Tensor | None = None
     n_cand = 0
 
-    with torch.enable_grad():
+    with torch.enable_grad(), _fast_batchnorm_backward(model):
         for _ in range(steps):
             xa = x[active].requires_grad_(True)
             logits, hidden = _forward(model, xa, split)

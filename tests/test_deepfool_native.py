@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from robustbench_graph.data import dataset_info, load_dataset
-from robustbench_graph.deepfool import _forward, _split_layer, deepfool
+from robustbench_graph.deepfool import _fast_batchnorm_backward, _forward, _split_layer, deepfool
 from robustbench_graph.models import create_model
 
 with warnings.catch_warnings():
@@ -177,3 +177,43 @@ def test_input_layer_hint_is_used_where_it_pays_and_falls_back_safely(trained):
     logits, hidden = _forward(lambda t: model(t) + twice(model.normalize(t)).mean(), x[:4],
                               model.input_layer)
     assert hidden is None and logits.shape == (4, 10)
+
+
+def _bn_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_model("preactresnet18", dataset_info("cifar10"), width=4).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return model
+
+
+def test_batchnorm_backward_shortcut_is_exact():
+    model = _bn_model()
+    x = torch.rand(8, 3, 32, 32, requires_grad=True)
+    plain = model(x)
+    (g_plain,) = torch.autograd.grad(plain[:, 3].sum(), x)
+    with _fast_batchnorm_backward(model):
+        fast = model(x)
+    (g_fast,) = torch.autograd.grad(fast[:, 3].sum(), x)
+    assert torch.equal(fast, plain)
+    torch.testing.assert_close(g_fast, g_plain, rtol=1e-5, atol=1e-7)
+    assert all(p.grad is None for p in model.parameters())
+    assert not any(m._forward_hooks for m in model.modules())  # removed on exit
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+def test_matches_foolbox_on_a_batchnorm_resnet(norm):
+    model = _bn_model()
+    x = torch.rand(24, 3, 32, 32)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    kwargs = dict(steps=50, candidates=10, overshoot=0.02, loss="logits")
+    ref, ref_success = _foolbox(model, x.contiguous(memory_format=torch.channels_last), y, norm,
+                                **kwargs)
+    adv = deepfool(model, x, y, norm=norm, input_layer=model.input_layer, **kwargs)
+    torch.testing.assert_close(_norms(adv, x, norm), _norms(ref, x, norm), rtol=RTOL, atol=1e-6)
+    with torch.no_grad():
+        assert torch.equal(model(adv).argmax(1) != y, ref_success)
