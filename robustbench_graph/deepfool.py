@@ -13,7 +13,10 @@ pass, over the samples that are still correctly classified only, and gets the
 ``candidates - 1`` class-difference gradients from backward passes through that one graph
 that compute the input gradient alone (foolbox makes ``candidates - 1`` forward and full
 backward passes, parameter gradients included, over the whole batch until every sample is
-fooled).
+fooled). Those backward passes are also cheaper: images run channels-last, eval-mode batch
+norms backpropagate by one multiply, and with an ``input_layer`` hint a one-channel first
+convolution takes PyTorch's own kernel (``bench/RESULTS.md``). Results agree with foolbox's
+up to float rounding.
 """
 
 from __future__ import annotations
