@@ -4,13 +4,15 @@ Claim: a `laplacian` step (m = 2, every ReLU tap, full graph, batch 100) costs a
 cross-entropy step on smallcnn (28x28 grey) and at most 1.25x on PreActResNet18 of width 16
 (32x32x3). Each step is forward + loss + backward + SGD update, measured interleaved
 (CE, Laplacian, CE, ...) so that machine noise hits both alike; the medians are compared.
-Three Laplacian variants: the default (`grad_dtype=auto`: the Gram backward in bfloat16 where
-the device has native bfloat16 products, float32 elsewhere; exact forward), `lap fp32`
-(`grad_dtype=float32`: exact forward and backward) and `lap bf16` (`gram_dtype=bfloat16
-grad_dtype=bfloat16`: both products in bfloat16, sigma to ~4e-3). The device line says what
-`auto` resolved to. Runtime: about a minute on a 2-core CPU (`--quick`: a few seconds).
+Four Laplacian variants: the default (`form=auto grad_dtype=auto`: at b = 100 the Gram form
+with its backward in bfloat16 where the device has native bfloat16 products, float32
+elsewhere; exact forward), `lap fp32` (Gram form, exact forward and backward), `lap bf16`
+(Gram form, both products in bfloat16, sigma to ~4e-3) and `lap lowrank` (`form=lowrank`:
+no b x b graph, exact; the default from b = 128 or 256, see `graph_lowrank.prefer_lowrank`).
+The device line says what `auto` resolved to. `--batch` changes the batch size (the targets
+are for 100). Runtime: about two minutes on a 2-core CPU (`--quick`: a few seconds).
 
-Usage: python bench/regularizer.py [--quick] [--device cpu|cuda]
+Usage: python bench/regularizer.py [--quick] [--batch B] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ CASES = [  # (label, model, dataset shape, width, target ratio)
 
 VARIANTS = [  # (label, loss, options)
     ("laplacian", "laplacian", {}),
-    ("lap fp32", "laplacian", {"grad_dtype": "float32"}),
-    ("lap bf16", "laplacian", {"gram_dtype": "bfloat16", "grad_dtype": "bfloat16"}),
+    ("lap fp32", "laplacian", {"form": "gram", "grad_dtype": "float32"}),
+    ("lap bf16", "laplacian", {"form": "gram", "gram_dtype": "bfloat16",
+                               "grad_dtype": "bfloat16"}),
+    ("lap lowrank", "laplacian", {"form": "lowrank"}),
 ]
 
 
-def step_timer(model_name, dataset, width, loss_name, device, options=None):  # noqa: ANN001, ANN201
+def step_timer(model_name, dataset, width, loss_name, device, options=None, batch=100):  # noqa: ANN001, ANN201
     info = dataset_info(dataset)
     torch.manual_seed(0)
     model = create_model(model_name, info, width=width).to(device).train()
@@ -48,8 +52,8 @@ def step_timer(model_name, dataset, width, loss_name, device, options=None):  # 
         model.to(memory_format=torch.channels_last)
     loss_fn = create_loss(loss_name, options or {}, info.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.rand(100, *info.input_shape, device=device)
-    y = torch.arange(100, device=device) % info.num_classes
+    x = torch.rand(batch, *info.input_shape, device=device)
+    y = torch.arange(batch, device=device) % info.num_classes
 
     def step() -> float:
         if device.type == "cuda":
@@ -69,18 +73,20 @@ def step_timer(model_name, dataset, width, loss_name, device, options=None):  # 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
     device = torch.device(args.device)
     repeats = 5 if args.quick else 30
     auto = "bfloat16" if has_fast_bf16_matmul(device) else "float32"
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
-          f"{repeats} interleaved steps each; grad_dtype=auto resolves to {auto} here")
+          f"{repeats} interleaved steps each, batch {args.batch}; grad_dtype=auto resolves to "
+          f"{auto} here")
     print(f"{'model':28s} {'variant':10s} {'ce ms':>8s} {'variant ms':>11s} {'ratio':>7s} "
           f"{'target':>7s}")
     for label, model_name, dataset, width, target in CASES:
-        ce = step_timer(model_name, dataset, width, "ce", device)
-        laps = [step_timer(model_name, dataset, width, loss, device, opts)
+        ce = step_timer(model_name, dataset, width, "ce", device, batch=args.batch)
+        laps = [step_timer(model_name, dataset, width, loss, device, opts, batch=args.batch)
                 for _, loss, opts in VARIANTS]
         for _ in range(3):  # warm-up
             ce(), [lap() for lap in laps]

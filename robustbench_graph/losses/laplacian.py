@@ -31,6 +31,12 @@ Delta and the loss stay exact float32; only the regulariser's gradient is rounde
 relative measured, < 1e-2 tested in ``tests/test_laplacian.py``; on mnist5k, 3 seeds, test
 accuracy and Delta unchanged within seed noise, ``bench/RESULTS.md``). ``grad_dtype=float32`` is
 exact everywhere; ``gram_dtype=bfloat16`` also rounds the forward (sigma to ~4e-3), fastest.
+
+``form=lowrank`` computes the same sigma without the b x b graph, as ``A [S, 1]`` through thin
+products of the features (``graph_lowrank``): exact float32, cost linear in b, dense graph
+only. ``form=auto`` (default) takes it where it was measured faster than the Gram form, which
+on the CPU measured is from b = 128 (exact Gram) or b = 256 (bfloat16 backward);
+``form=gram`` forces the Gram form.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import torch.nn.functional as F
 from ..device import has_fast_bf16_matmul
 from ..errors import RbgError
 from ..graph import label_smoothness_per_layer
+from ..graph_lowrank import lowrank_label_smoothness_per_layer, prefer_lowrank
 from ..models import TappedModel, capture
 from .base import LossOutput, TrainingLoss, register_loss
 
@@ -53,6 +60,7 @@ PAPER_TAPS = 17  # PreActResNet18: the architecture the paper's gamma is calibra
 BATCH_GAMMA = 1.0
 GRAM_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 GRAD_DTYPES = {"auto": None, **GRAM_DTYPES}
+GRAPH_FORMS = ("auto", "lowrank", "gram")
 
 
 def parse_taps(spec: str, count: int) -> list[int]:
@@ -107,13 +115,29 @@ def regulariser(
     normalize: str = "batch",
     gram_dtype: torch.dtype | None = None,
     grad_dtype: torch.dtype | None = None,
+    form: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """LapNet's Delta over ``representations`` (in depth order) and the per-tap sigmas (T)."""
+    """LapNet's Delta over ``representations`` (in depth order) and the per-tap sigmas (T).
+
+    ``form``: ``lowrank`` (dense graph only, exact float32, ``graph_lowrank``), ``gram`` (any
+    k; precisions ``gram_dtype`` / ``grad_dtype``) or ``auto``: the low-rank form where it
+    was measured faster (``graph_lowrank.prefer_lowrank``), never with a bfloat16 forward."""
     b = labels.shape[0]
     scale = float(b) ** (m + 1) if normalize == "batch" else 1.0
     with torch.autocast(labels.device.type, enabled=False):
-        sigmas = label_smoothness_per_layer(representations, labels, num_classes, m=m, k=k,
-                                            gram_dtype=gram_dtype, grad_dtype=grad_dtype)
+        if form == "auto":
+            fast = gram_dtype is None and prefer_lowrank(b, num_classes, m, k,
+                                                         grad_dtype is not None)
+            form = "lowrank" if fast else "gram"
+        if form == "lowrank":
+            if not (k is None or k >= b - 1):
+                raise RbgError("laplacian form=lowrank needs the dense graph (k none)")
+            sigmas = lowrank_label_smoothness_per_layer(representations, labels, num_classes,
+                                                        m=m)
+        else:
+            sigmas = label_smoothness_per_layer(representations, labels, num_classes, m=m,
+                                                k=k, gram_dtype=gram_dtype,
+                                                grad_dtype=grad_dtype)
         sigmas = sigmas / scale
         return smoothness_gap(sigmas), sigmas
 
@@ -131,7 +155,8 @@ class LaplacianLoss(TrainingLoss):
         comma-separated ReLU-tap indices; normalize: "batch" (sigma / b^(m+1)) or "none";
         grad_dtype: precision of the Gram backward, "auto" (bfloat16 where native, module
         docstring), "float32" (exact) or "bfloat16"; gram_dtype: precision of the Gram
-        forward, "float32" (exact sigma and Delta) or "bfloat16" (fastest, sigma to ~4e-3)."""
+        forward, "float32" (exact sigma and Delta) or "bfloat16" (fastest, sigma to ~4e-3);
+        form: "auto", "gram" or "lowrank" (exact, dense graph only; module docstring)."""
 
         gamma: float | None = None
         m: int = 2
@@ -140,6 +165,7 @@ class LaplacianLoss(TrainingLoss):
         normalize: str = "batch"
         grad_dtype: str = "auto"
         gram_dtype: str = "float32"
+        form: str = "auto"
 
         def validate(self) -> None:
             if self.gamma is not None and self.gamma < 0:
@@ -157,6 +183,11 @@ class LaplacianLoss(TrainingLoss):
             if self.gram_dtype not in GRAM_DTYPES:
                 raise RbgError(f"laplacian gram_dtype must be one of {', '.join(GRAM_DTYPES)}"
                                f", got {self.gram_dtype!r}")
+            if self.form not in GRAPH_FORMS:
+                raise RbgError(f"laplacian form must be one of {', '.join(GRAPH_FORMS)}"
+                               f", got {self.form!r}")
+            if self.form == "lowrank" and self.k is not None:
+                raise RbgError("laplacian form=lowrank needs the dense graph: set k to none")
             if self.taps.strip().lower() != "all":
                 parse_taps(self.taps, 10**6)
 
@@ -174,7 +205,8 @@ class LaplacianLoss(TrainingLoss):
         ce = F.cross_entropy(logits, labels)
         delta, _ = regulariser(outs, labels, self.num_classes, m=o.m, k=o.k,
                                normalize=o.normalize, gram_dtype=GRAM_DTYPES[o.gram_dtype],
-                               grad_dtype=resolve_grad_dtype(o.grad_dtype, images.device))
+                               grad_dtype=resolve_grad_dtype(o.grad_dtype, images.device),
+                               form=o.form)
         weight = resolve_gamma(o.gamma, o.normalize, len(all_taps)) ** o.m
         loss = ce + weight * delta
         return LossOutput(loss, logits, {"ce": float(ce.detach()), "delta": float(delta.detach())})

@@ -1,0 +1,158 @@
+"""Label smoothness on dense cosine graphs without forming the b x b graph (low-rank form).
+
+The full cosine graph of b flattened representations R (b x F) is ``A = N^-1 R R^T N^-1``
+with ``N = diag(max(|r_i|, 1e-12))`` (LapNet, arXiv 1805.10133, section 3.1; METHODS.md
+section 3.1 with ``k = b``). Smoothness needs A only through products ``A X`` with a few
+signals X (b x k, k = C + 1 for ``[S, 1]``: the labels and the degree vector), and
+
+    A X = N^-1 R (R^T (N^-1 X))
+
+costs ``4 b k F`` FLOPs instead of the Gram matrix's ``2 b^2 F``. With b = 100 and C = 10 that
+is about a fifth of the Gram form, exact in float32; the backward is three more thin products
+(``_CosineGraphProduct``). METHODS.md section 9.6 measured an earlier version of this form at
+1.96x a CE step on smallcnn, against 1.84x for the Gram form; the thin products here are
+padded to 16 signals and the b x k work of every tap is batched (``bench/RESULTS.md``).
+
+It applies to the dense graph only (a k-NN graph needs every entry of A to rank), and it pays
+once per application of A: ``ceil(m / 2)`` applications for Laplacian power m. ``prefer_lowrank``
+says when it is the cheaper form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .errors import RbgError
+
+_EPS = 1e-12  # as F.normalize
+_PAD = 16  # thin products with 16 signals run ~2x faster than with 11 (AVX-512 width)
+
+
+def _is_channels_last(t: torch.Tensor) -> bool:
+    return (t.ndim == 4 and not t.is_contiguous()
+            and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as b x F rows, a view for contiguous and channels-last tensors (inner products
+    do not depend on the order of the features)."""
+    if _is_channels_last(t):
+        t = t.permute(0, 2, 3, 1)
+    return t.reshape(t.shape[0], -1)
+
+
+def _fresh_gradient(shape: torch.Size, dtype: torch.dtype, device: torch.device,
+                    channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fresh tensor in a feature's shape, dtype and layout, and its b x F view. Fresh (not
+    a view of a temporary), so that autograd can add the network's gradient into it in place."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty(shape, dtype=dtype, device=device, memory_format=layout)
+    return out, _rows(out)
+
+
+class _CosineGraphProduct(torch.autograd.Function):
+    """``Y_t = A_t X_t`` for the dense cosine graphs A_t of T representations (module
+    docstring). ``signals``: T x b x k; returns T x b x k in float32 (or wider).
+
+    Forward: ``n = max(|r_i|, eps)``, ``W = X / n``, ``Tt = W^T R`` (k x F), ``U = R Tt^T``,
+    ``Y = U / n``. Backward, from ``dY``: ``dU = dY / n``, ``dTt = dU^T R``,
+    ``dW = R dTt^T``, ``dX = dW / n``, and ``dR = [dU, W] [Tt; dTt] + (dn / n) R`` with
+    ``dn = -(rowsum(dY * Y) + rowsum(dW * W)) / n`` where the norm is not clamped.
+    """
+
+    @staticmethod
+    def forward(ctx, signals: torch.Tensor, *features: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        exact = torch.promote_types(signals.dtype, torch.float32)
+        for f in features:
+            exact = torch.promote_types(exact, f.dtype)
+        k = signals.shape[-1]
+        padded = -(-k // _PAD) * _PAD
+        with torch.autocast(signals.device.type, enabled=False):
+            rows = [_rows(f).to(exact) for f in features]
+            raw_norms = torch.stack([torch.linalg.vector_norm(r, dim=1) for r in rows])
+            norms = raw_norms.clamp_min(_EPS)
+            weighted = F.pad(signals.to(exact), (0, padded - k)) / norms[..., None]
+            thin = [w.T @ r for w, r in zip(weighted, rows, strict=True)]
+            out = torch.stack([r @ t.T for r, t in zip(rows, thin, strict=True)])
+            out = out / norms[..., None]
+        ctx.save_for_backward(raw_norms, norms, weighted, out, *rows, *thin)
+        ctx.count = len(rows)
+        ctx.k = k
+        ctx.feature_meta = [(f.shape, f.dtype, f.device, _is_channels_last(f)) for f in features]
+        return out[..., :k]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
+        raw_norms, norms, weighted, out, *rest = ctx.saved_tensors
+        rows, thin = rest[:ctx.count], rest[ctx.count:]
+        padded = weighted.shape[-1]
+        with torch.autocast(grad.device.type, enabled=False):
+            grad = F.pad(grad.to(out.dtype), (0, padded - ctx.k))
+            d_out = grad / norms[..., None]
+            d_thin = [g.T @ r for g, r in zip(d_out, rows, strict=True)]
+            d_weighted = torch.stack([r @ t.T for r, t in zip(rows, d_thin, strict=True)])
+            d_norms = -((grad * out).sum(-1) + (d_weighted * weighted).sum(-1)) / norms
+            scale = torch.where(raw_norms > _EPS, d_norms / norms, torch.zeros_like(norms))
+            grads = []
+            for i, meta in enumerate(ctx.feature_meta):
+                result, flat = _fresh_gradient(*meta)
+                left = torch.cat([d_out[i], weighted[i]], 1)
+                right = torch.cat([thin[i], d_thin[i]], 0)
+                if flat.dtype == rows[i].dtype:
+                    torch.mul(rows[i], scale[i, :, None], out=flat)
+                    flat.addmm_(left, right)
+                else:
+                    flat.copy_(torch.addmm(rows[i] * scale[i, :, None], left, right))
+                grads.append(result)
+        d_signals = None
+        if ctx.needs_input_grad[0]:
+            d_signals = (d_weighted / norms[..., None])[..., :ctx.k]
+        return (d_signals, *grads)
+
+
+def cosine_graph_products(representations: Sequence[torch.Tensor],
+                          signals: torch.Tensor) -> torch.Tensor:
+    """``A_t X_t`` for the dense cosine graph A_t of each representation (T x b x k), from
+    signals X (b x k, shared, or T x b x k), without forming A_t. Differentiable in both."""
+    if signals.ndim == 2:
+        signals = signals.expand(len(representations), *signals.shape)
+    return _CosineGraphProduct.apply(signals, *representations)
+
+
+def prefer_lowrank(batch_size: int, num_classes: int, m: int, k: int | None,
+                   gram_backward_bf16: bool = False) -> bool:
+    """Whether the low-rank form beats the Gram form, by the step times measured on a 2-core
+    AVX512-BF16 CPU (``bench/RESULTS.md``, smallcnn and PreActResNet18 w16, b = 64..256):
+    a dense graph (``k`` None or >= b - 1) and a batch of at least 128 against an exact
+    float32 Gram, 256 against a Gram with a bfloat16 backward, for C + 1 <= 16 signals and
+    m <= 2. Both thresholds grow with the padded signal count and the ``ceil(m/2)``
+    applications of A the low-rank form pays for."""
+    dense = k is None or k >= batch_size - 1
+    padded = -(-(num_classes + 1) // _PAD) * _PAD
+    threshold = (256 if gram_backward_bf16 else 128) * (padded // _PAD) * -(-m // 2)
+    return dense and batch_size >= threshold
+
+
+def lowrank_label_smoothness_per_layer(representations: Sequence[torch.Tensor],
+                                       labels: torch.Tensor, num_classes: int, *,
+                                       m: int = 1) -> torch.Tensor:
+    """``tr(S^T L_t^m S)`` on the dense cosine graph of each representation (T values), the
+    same quantity as ``graph.label_smoothness_per_layer`` with ``k=None``."""
+    if m < 1:
+        raise RbgError(f"Laplacian power m must be >= 1, got {m}")
+    dtype = torch.promote_types(representations[0].dtype, torch.float32)
+    signals = F.one_hot(labels.long(), num_classes).to(dtype)
+    with_ones = torch.cat([signals, torch.ones_like(signals[:, :1])], 1)
+    first = cosine_graph_products(representations, with_ones)
+    degree = first[..., num_classes]
+    x = degree[..., None] * signals - first[..., :num_classes]  # L S, T x b x C
+    for _ in range(m // 2 - 1):
+        x = degree[..., None] * x - cosine_graph_products(representations, x)
+    if m % 2 == 0:
+        return (x * x).sum((-2, -1))
+    if m == 1:
+        return (signals * x).sum((-2, -1))
+    return (x * (degree[..., None] * x - cosine_graph_products(representations, x))).sum((-2, -1))
