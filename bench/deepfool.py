@@ -33,6 +33,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from robustbench_graph.allocator import tune_malloc
 from robustbench_graph.data import dataset_info, load_dataset
 from robustbench_graph.deepfool import deepfool
 from robustbench_graph.models import create_model
@@ -153,11 +154,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--epochs", type=int, default=4, help="mnist5k training epochs")
     args = parser.parse_args()
+    malloc = "tuned" if tune_malloc() else "default"  # as the rbg command runs
     if args.threads:
         torch.set_num_threads(args.threads)
     n_mnist, n_resnet = (300, 100) if args.quick else (1000, 300)
     print(f"torch {torch.__version__}, foolbox {fb.__version__}, "
-          f"{torch.get_num_threads()} threads, batch {BATCH}, {SETTINGS}", flush=True)
+          f"{torch.get_num_threads()} threads, batch {BATCH}, {SETTINGS}, malloc {malloc}",
+          flush=True)
 
     t0 = time.perf_counter()
     if args.run:

@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from robustbench_graph.allocator import tune_malloc
 from robustbench_graph.data import dataset_info
 from robustbench_graph.device import has_fast_bf16_matmul
 from robustbench_graph.losses import create_loss
@@ -76,13 +77,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    malloc = "tuned" if tune_malloc() else "default"  # as the rbg command runs
     device = torch.device(args.device)
     repeats = 5 if args.quick else 30
     auto = "bfloat16" if has_fast_bf16_matmul(device) else "float32"
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{repeats} interleaved steps each, batch {args.batch}; grad_dtype=auto resolves to "
-          f"{auto} here")
-    print(f"{'model':28s} {'variant':10s} {'ce ms':>8s} {'variant ms':>11s} {'ratio':>7s} "
+          f"{auto} here; malloc {malloc}")
+    print(f"{'model':28s} {'variant':11s} {'ce ms':>8s} {'variant ms':>11s} {'ratio':>7s} "
           f"{'target':>7s}")
     for label, model_name, dataset, width, target in CASES:
         ce = step_timer(model_name, dataset, width, "ce", device, batch=args.batch)
@@ -100,7 +102,7 @@ def main() -> None:
         for (name, _, _), ts in zip(VARIANTS, times, strict=True):
             ratio = statistics.median(ts) / t_ce
             verdict = "met" if ratio <= target else "MISSED"
-            print(f"{label:28s} {name:10s} {1e3 * t_ce:8.1f} {1e3 * statistics.median(ts):11.1f}"
+            print(f"{label:28s} {name:11s} {1e3 * t_ce:8.1f} {1e3 * statistics.median(ts):11.1f}"
                   f" {ratio:6.2f}x {target:6.2f}x  {verdict}")
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_graph import load_run
+from robustbench_graph.allocator import tune_malloc
 from robustbench_graph.config import AttackConfig, TrainConfig
 from robustbench_graph.device import eval_batch_size
 from robustbench_graph.evaluate import attack_run
@@ -93,6 +94,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    malloc = "tuned" if tune_malloc() else "default"  # as the rbg command runs
     device = torch.device(args.device)
     rounds = 2 if args.quick else 3
     draws, repeats = (4, 4) if args.quick else (40, 40)
@@ -118,7 +120,7 @@ def main() -> None:
         t_h, t_b = statistics.median(harness), statistics.median(bare)
         print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}; "
               f"suite {', '.join(SUITE)}; {draws} noise draws, {repeats} dropout repeats, "
-              f"1,000 mnist5k test images; median of {rounds} alternated rounds")
+              f"1,000 mnist5k test images; median of {rounds} alternated rounds; malloc {malloc}")
         print(f"rbg attack (harness) {t_h:8.2f} s")
         print(f"bare loop            {t_b:8.2f} s")
         ratio = t_h / t_b

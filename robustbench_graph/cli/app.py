@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from ..allocator import tune_malloc
 from ..errors import RbgError
 
 app = typer.Typer(
@@ -57,6 +58,7 @@ def guarded(func: F) -> F:
 def main() -> None:
     from . import commands  # noqa: F401  (registers the commands)
 
+    tune_malloc()
     try:
         app()
     except KeyboardInterrupt:

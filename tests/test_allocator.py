@@ -1,0 +1,60 @@
+"""glibc malloc tuning: freed activation buffers stay in the process for the next step."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from robustbench_graph.allocator import tune_malloc
+
+# Resident memory kept after three "steps" that each allocate and free 8 x 6.5 MB buffers:
+# with the tuning the heap keeps them (no page faults next step), without it glibc returns
+# them to the kernel.
+_RETAINED = """
+import os, torch
+from robustbench_graph.allocator import tune_malloc
+applied = tune_malloc()
+def resident_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def step():
+    xs = [torch.ones(100, 16, 32, 32)]
+    for _ in range(7):
+        xs.append(xs[-1] * 1.5)
+    return float(xs[-1].sum())
+torch.ones(1).sum()
+before = resident_mb()
+for _ in range(3):
+    step()
+print(applied, resident_mb() - before)
+"""
+
+glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not os.path.exists(
+    "/proc/self/statm"), reason="glibc on Linux only")
+
+
+def _retained(env_extra: dict[str, str]) -> tuple[str, float]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "RBG_MALLOC_TUNING"}
+    env.update(env_extra)
+    out = subprocess.run([sys.executable, "-c", _RETAINED], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    return out[0], float(out[1])
+
+
+@glibc
+def test_tuning_keeps_freed_buffers_for_reuse_and_can_be_turned_off() -> None:
+    applied, kept = _retained({})
+    off, kept_off = _retained({"RBG_MALLOC_TUNING": "0"})
+    assert applied == "True" and kept > 40
+    assert off == "False" and kept_off < 20
+
+
+@glibc
+def test_user_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_TOP_PAD_", "0")
+    assert tune_malloc() is False
