@@ -2,11 +2,12 @@
 
 A training step allocates and frees the same large activation buffers every time. glibc
 serves blocks above its (dynamic) mmap threshold with fresh ``mmap`` pages and trims the heap
-top back to the kernel, so each step faults its buffers in again: 4,000 to 7,000 minor page
-faults per step (16 to 28 MB) on mnist5k smallcnn and PreActResNet18 w16 at batch 100.
-Serving blocks up to 32 MB from the heap and never trimming it removes them: 0 to 60 faults
-per step, and a PreActResNet18 w16 step 5% (CE) to 7% (Laplacian) faster on this project's
-2-core CPU (``bench/RESULTS.md``). The cost: the process keeps its peak heap.
+top back to the kernel, so each step faults its buffers in again: 900 to 7,000 minor page
+faults per step on mnist5k smallcnn and PreActResNet18 w16 at batch 100. Serving blocks up to
+32 MB from the heap and never trimming it removes them (0 to 60 per step). On this project's
+noisy 2-core CPU (``bench/RESULTS.md``; medians of 4 alternated processes of 40 steps) the
+smallcnn step is about 10% faster (CE 35.0 -> 31.9 ms, Laplacian 50.8 -> 45.4 ms); the
+PreActResNet18 w16 step is unchanged within noise. The cost: the process keeps its peak heap.
 
 This is what PyTorch's CPU performance guide gets by swapping in jemalloc or tcmalloc, with
 no dependency. ``rbg`` applies it at start-up; ``RBG_MALLOC_TUNING=0`` turns it off.
