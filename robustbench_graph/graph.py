@@ -24,18 +24,29 @@ SIMILARITIES = ("cosine", "cosine_clamped", "rbf_normalized")
 _EPS = 1e-12  # as F.normalize
 
 
-def _rows(t: torch.Tensor) -> torch.Tensor:
+def feature_rows(t: torch.Tensor) -> torch.Tensor:
     """``t`` as b x F rows, a view whenever ``t`` is dense in its own layout: channels-last
-    features (the ResNets on GPUs) are flattened in NHWC order. Every use here depends on the
-    rows only through inner products, which do not depend on the order of the features."""
-    if _is_channels_last(t):
+    features (the ResNets) are flattened in NHWC order. Every use here depends on the rows
+    only through inner products, which do not depend on the order of the features."""
+    if is_channels_last(t):
         t = t.permute(0, 2, 3, 1)
     return t.reshape(t.shape[0], -1)
 
 
-def _is_channels_last(t: torch.Tensor) -> bool:
+def is_channels_last(t: torch.Tensor) -> bool:
+    """A 4-D tensor stored channels-last (and not also contiguous, as 1x1 maps are)."""
     return (t.ndim == 4 and not t.is_contiguous()
             and t.is_contiguous(memory_format=torch.channels_last))
+
+
+def fresh_gradient(shape: torch.Size, dtype: torch.dtype, device: torch.device,
+                   channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A new tensor in a feature's shape, dtype and layout, and its ``feature_rows`` view.
+    Returned from a backward, a fresh tensor (not a view of a temporary) lets autograd add the
+    rest of the network's gradient into it in place."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    out = torch.empty(shape, dtype=dtype, device=device, memory_format=layout)
+    return out, feature_rows(out)
 
 
 class _Gram(torch.autograd.Function):
@@ -51,7 +62,7 @@ class _Gram(torch.autograd.Function):
     def forward(ctx, features: torch.Tensor, gram_dtype: torch.dtype | None,  # noqa: ANN001
                 grad_dtype: torch.dtype | None) -> torch.Tensor:
         exact = torch.promote_types(features.dtype, torch.float32)
-        flat = _rows(features)
+        flat = feature_rows(features)
         low = flat.to(gram_dtype or exact)
         with torch.autocast(flat.device.type, enabled=False):
             gram = (low @ low.T).to(exact)
@@ -60,19 +71,15 @@ class _Gram(torch.autograd.Function):
         backward_dtype = grad_dtype or exact
         ctx.save_for_backward(low if low.dtype == backward_dtype else flat.to(backward_dtype))
         ctx.input_dtype = features.dtype
-        ctx.channels_last = _is_channels_last(features)
+        ctx.channels_last = is_channels_last(features)
         ctx.input_shape = features.shape
         return (gram + gram.T) / 2  # exactly symmetric (BLAS may round halves differently)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: ANN001
         (operand,) = ctx.saved_tensors
-        # A fresh tensor of the input's shape and layout, not a view: autograd can then add
-        # the rest of the network's gradient into it in place.
-        layout = torch.channels_last if ctx.channels_last else torch.contiguous_format
-        out = torch.empty(ctx.input_shape, dtype=ctx.input_dtype, device=operand.device,
-                          memory_format=layout)
-        flat_out = _rows(out)
+        out, flat_out = fresh_gradient(ctx.input_shape, ctx.input_dtype, operand.device,
+                                       ctx.channels_last)
         with torch.autocast(operand.device.type, enabled=False):
             sym = (grad + grad.T).to(operand.dtype)
             if operand.dtype == out.dtype:

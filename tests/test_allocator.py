@@ -12,8 +12,7 @@ import pytest
 from robustbench_graph.allocator import tune_malloc
 
 # Resident memory kept after three "steps" that each allocate and free 8 x 6.5 MB buffers:
-# with the tuning the heap keeps them (no page faults next step), without it glibc returns
-# them to the kernel.
+# with the tuning the heap keeps them, so the next step faults no pages in.
 _RETAINED = """
 import os, torch
 from robustbench_graph.allocator import tune_malloc
@@ -49,9 +48,11 @@ def _retained(env_extra: dict[str, str]) -> tuple[str, float]:
 @glibc
 def test_tuning_keeps_freed_buffers_for_reuse_and_can_be_turned_off() -> None:
     applied, kept = _retained({})
-    off, kept_off = _retained({"RBG_MALLOC_TUNING": "0"})
+    off, _ = _retained({"RBG_MALLOC_TUNING": "0"})
+    # 52 MB freed each step stay resident. (Without the tuning glibc usually trims them, but
+    # whether it can depends on where small Python objects landed: not asserted.)
     assert applied == "True" and kept > 40
-    assert off == "False" and kept_off < 20
+    assert off == "False"
 
 
 @glibc
