@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .errors import RbgError
 from .graph import feature_rows, fresh_gradient, is_channels_last
@@ -64,6 +65,7 @@ class _CosineGraphProduct(torch.autograd.Function):
         return out[..., :k]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
         raw_norms, norms, weighted, out, *rest = ctx.saved_tensors
         rows, thin = rest[:ctx.count], rest[ctx.count:]
@@ -75,8 +77,11 @@ class _CosineGraphProduct(torch.autograd.Function):
             d_weighted = torch.stack([r @ t.T for r, t in zip(rows, d_thin, strict=True)])
             d_norms = -((grad * out).sum(-1) + (d_weighted * weighted).sum(-1)) / norms
             scale = torch.where(raw_norms > _EPS, d_norms / norms, torch.zeros_like(norms))
-            grads = []
+            grads: list[torch.Tensor | None] = []
             for i, meta in enumerate(ctx.feature_meta):
+                if not ctx.needs_input_grad[1 + i]:
+                    grads.append(None)
+                    continue
                 result, flat = fresh_gradient(*meta)
                 left = torch.cat([d_out[i], weighted[i]], 1)
                 right = torch.cat([thin[i], d_thin[i]], 0)
@@ -102,13 +107,16 @@ def cosine_graph_products(representations: Sequence[torch.Tensor],
 
 
 def prefer_lowrank(batch_size: int, num_classes: int, m: int, k: int | None,
-                   gram_backward_bf16: bool = False) -> bool:
-    """Whether the low-rank form beats the Gram form, by the step times measured on a 2-core
-    AVX512-BF16 CPU (``bench/RESULTS.md``, smallcnn and PreActResNet18 w16, b = 64..256):
-    a dense graph (``k`` None or >= b - 1) and a batch of at least 128 against an exact
-    float32 Gram, 256 against a Gram with a bfloat16 backward, for C + 1 <= 16 signals and
-    m <= 2. Both thresholds grow with the padded signal count and the ``ceil(m/2)``
-    applications of A the low-rank form pays for."""
+                   gram_backward_bf16: bool = False, device_type: str = "cpu") -> bool:
+    """Whether to take the low-rank form, by the step times measured on a 2-core AVX512-BF16
+    CPU (``bench/RESULTS.md``, smallcnn and PreActResNet18 w16, b = 64..256): on CPUs, for a
+    dense graph (``k`` None or >= b - 1), from b = 128 against an exact float32 Gram (faster
+    on smallcnn, a tie on PreActResNet18) and from b = 256 against a Gram with a bfloat16
+    backward (as fast, and exact), for C + 1 <= 16 signals and m <= 2. The thresholds grow
+    with the padded signal count (b >= 896 for CIFAR-100 against the exact Gram) and with
+    the ``ceil(m/2)`` applications of A. Never on other devices: not measured there."""
+    if device_type != "cpu":
+        return False
     dense = k is None or k >= batch_size - 1
     padded = -(-(num_classes + 1) // _PAD) * _PAD
     threshold = (256 if gram_backward_bf16 else 128) * (padded // _PAD) * -(-m // 2)

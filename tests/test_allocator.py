@@ -32,8 +32,9 @@ for _ in range(3):
 print(applied, resident_mb() - before)
 """
 
-glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not os.path.exists(
-    "/proc/self/statm"), reason="glibc on Linux only")
+glibc = pytest.mark.skipif(
+    platform.libc_ver()[0] != "glibc" or not os.path.exists("/proc/self/statm")
+    or "malloc" in os.environ.get("LD_PRELOAD", ""), reason="glibc malloc on Linux only")
 
 
 def _retained(env_extra: dict[str, str]) -> tuple[str, float]:
@@ -55,7 +56,11 @@ def test_tuning_keeps_freed_buffers_for_reuse_and_can_be_turned_off() -> None:
     assert off == "False"
 
 
-@glibc
-def test_user_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_TOP_PAD_", "0")
+@pytest.mark.parametrize("name, value", [("MALLOC_TOP_PAD_", "0"),
+                                         ("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+                                         ("LD_PRELOAD", "/usr/lib/libjemalloc.so"),
+                                         ("RBG_MALLOC_TUNING", "0")])
+def test_user_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch, name: str,
+                                             value: str) -> None:
+    monkeypatch.setenv(name, value)
     assert tune_malloc() is False

@@ -85,11 +85,28 @@ def test_product_gradient_with_respect_to_signals() -> None:
 
 
 def test_low_precision_features_give_float32_sigma_and_matching_gradient_dtype() -> None:
-    reps = [r.float().to(torch.bfloat16).requires_grad_() for r in _representations()]
-    sigmas = lowrank_label_smoothness_per_layer(reps, torch.arange(12) % 4, 4, m=2)
+    base = [r.float() for r in _representations(zero_row=False)]
+    labels = torch.arange(12) % 4
+    low = [r.to(torch.bfloat16).requires_grad_() for r in base]
+    sigmas = lowrank_label_smoothness_per_layer(low, labels, 4, m=2)
     assert sigmas.dtype == torch.float32
-    grads = torch.autograd.grad(sigmas.sum(), reps)
-    assert all(g.dtype == torch.bfloat16 and torch.isfinite(g).all() for g in grads)
+    grads = torch.autograd.grad(sigmas.sum(), low)
+    exact = [r.to(torch.bfloat16).float().requires_grad_() for r in base]
+    reference = lowrank_label_smoothness_per_layer(exact, labels, 4, m=2)
+    expected = torch.autograd.grad(reference.sum(), exact)
+    assert torch.equal(sigmas, reference)  # bfloat16 inputs are computed in float32
+    for g, e in zip(grads, expected, strict=True):
+        assert g.dtype == torch.bfloat16
+        assert float((g.float() - e).norm() / e.norm()) < 1e-2
+
+
+def test_features_without_gradient_get_none() -> None:
+    reps = _representations(zero_row=False)
+    needs = reps[1].clone().requires_grad_()
+    sigmas = lowrank_label_smoothness_per_layer([reps[0], needs, reps[2]], torch.arange(12) % 4,
+                                                4, m=2)
+    (grad,) = torch.autograd.grad(sigmas.sum(), [needs])
+    assert grad.shape == needs.shape
 
 
 def test_prefer_lowrank_rule() -> None:
@@ -101,17 +118,50 @@ def test_prefer_lowrank_rule() -> None:
     assert prefer_lowrank(256, 10, 2, 255)  # k >= b - 1 is the dense graph
     assert not prefer_lowrank(256, 100, 2, None)  # C + 1 = 101 signals: Gram
     assert not prefer_lowrank(128, 10, 3, None)  # m = 3 applies A twice
+    assert not prefer_lowrank(1024, 10, 2, None, device_type="cuda")  # not measured there
 
 
 def test_regulariser_forms_agree_in_float32() -> None:
     torch.manual_seed(0)
-    reps = [torch.relu(torch.randn(40, n)) for n in (2048, 512, 64)]
+    base = [torch.relu(torch.randn(40, n)) for n in (2048, 512, 64)]
     labels = torch.arange(40) % 10
-    gram, _ = regulariser(reps, labels, 10, form="gram")
-    low, _ = regulariser(reps, labels, 10, form="lowrank")
-    assert torch.allclose(low, gram, rtol=1e-5)
+
+    def run(form: str) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        reps = [b.clone().requires_grad_() for b in base]
+        delta, sigmas = regulariser(reps, labels, 10, form=form, grad_dtype=None)
+        # (the middle tap of a monotone sigma gets no gradient from Delta: weight the sigmas)
+        weighted = (sigmas * torch.tensor([1.0, 2.0, 3.0])).sum()
+        grads = list(torch.autograd.grad(weighted, reps))
+        return delta.detach(), sigmas.detach(), grads
+
+    d_gram, s_gram, g_gram = run("gram")
+    d_low, s_low, g_low = run("lowrank")
+    assert torch.allclose(s_low, s_gram, rtol=1e-5)
+    # Delta is a difference of sigmas: compare it on the sigmas' scale
+    assert float((d_low - d_gram).abs()) < 1e-5 * float(s_gram.abs().max())
+    for a, b in zip(g_low, g_gram, strict=True):
+        assert float((a - b).norm() / b.norm()) < 1e-3
     with pytest.raises(RbgError, match="dense graph"):
-        regulariser(reps, labels, 10, k=5, form="lowrank")
+        regulariser(base, labels, 10, k=5, form="lowrank")
+
+
+def test_regulariser_auto_form_follows_the_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from robustbench_graph.losses import laplacian
+
+    calls: list[int] = []
+    real = laplacian.lowrank_label_smoothness_per_layer
+
+    def spy(reps, labels, num_classes, *, m):  # noqa: ANN001, ANN202
+        calls.append(labels.shape[0])
+        return real(reps, labels, num_classes, m=m)
+
+    monkeypatch.setattr(laplacian, "lowrank_label_smoothness_per_layer", spy)
+    for b in (100, 128):
+        reps = [torch.rand(b, 8), torch.rand(b, 4)]
+        regulariser(reps, torch.arange(b) % 10, 10)  # exact Gram backward: from b = 128
+        regulariser(reps, torch.arange(b) % 10, 10, gram_dtype=torch.bfloat16)  # never
+        regulariser(reps, torch.arange(b) % 10, 10, grad_dtype=torch.bfloat16)  # from 256
+    assert calls == [128]
 
 
 def test_loss_options_validate_form() -> None:
@@ -119,4 +169,6 @@ def test_loss_options_validate_form() -> None:
         create_loss("laplacian", {"form": "sparse"}, 10)
     with pytest.raises(RbgError, match="set k to none"):
         create_loss("laplacian", {"form": "lowrank", "k": 5}, 10)
+    with pytest.raises(RbgError, match="exact float32"):
+        create_loss("laplacian", {"form": "lowrank", "grad_dtype": "bfloat16"}, 10)
     assert create_loss("laplacian", {"form": "lowrank"}, 10).options.form == "lowrank"

@@ -34,9 +34,10 @@ exact everywhere; ``gram_dtype=bfloat16`` also rounds the forward (sigma to ~4e-
 
 ``form=lowrank`` computes the same sigma without the b x b graph, as ``A [S, 1]`` through thin
 products of the features (``graph_lowrank``): exact float32, cost linear in b, dense graph
-only. ``form=auto`` (default) takes it where it was measured faster than the Gram form, which
-on the CPU measured is from b = 128 (exact Gram) or b = 256 (bfloat16 backward);
-``form=gram`` forces the Gram form.
+only. ``form=auto`` (default) takes it where it was measured at least as fast as the Gram
+form: on CPUs, with at most 15 classes and m <= 2, from b = 128 against an exact Gram and
+from b = 256 against the bfloat16 backward (``graph_lowrank.prefer_lowrank``); never on GPUs,
+where it was not measured. ``form=gram`` forces the Gram form.
 """
 
 from __future__ import annotations
@@ -126,8 +127,8 @@ def regulariser(
     scale = float(b) ** (m + 1) if normalize == "batch" else 1.0
     with torch.autocast(labels.device.type, enabled=False):
         if form == "auto":
-            fast = gram_dtype is None and prefer_lowrank(b, num_classes, m, k,
-                                                         grad_dtype is not None)
+            fast = gram_dtype is None and prefer_lowrank(
+                b, num_classes, m, k, grad_dtype == torch.bfloat16, labels.device.type)
             form = "lowrank" if fast else "gram"
         if form == "lowrank":
             if not (k is None or k >= b - 1):
@@ -188,6 +189,9 @@ class LaplacianLoss(TrainingLoss):
                                f", got {self.form!r}")
             if self.form == "lowrank" and self.k is not None:
                 raise RbgError("laplacian form=lowrank needs the dense graph: set k to none")
+            if self.form == "lowrank" and "bfloat16" in (self.gram_dtype, self.grad_dtype):
+                raise RbgError("laplacian form=lowrank is exact float32; gram_dtype and "
+                               "grad_dtype=bfloat16 apply to form=gram")
             if self.taps.strip().lower() != "all":
                 parse_taps(self.taps, 10**6)
 
