@@ -17,7 +17,6 @@ no dependency. ``rbg`` applies it at start-up; ``RBG_MALLOC_TUNING=0`` turns it 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 _M_TRIM_THRESHOLD = -1
@@ -45,14 +44,11 @@ def tune_malloc() -> bool:
         return False
     if "malloc" in os.environ.get("LD_PRELOAD", ""):  # jemalloc, tcmalloc: theirs to tune
         return False
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)  # the C library this process already runs on
         mallopt = libc.mallopt
         libc.gnu_get_libc_version  # noqa: B018  (glibc only)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

@@ -75,6 +75,12 @@ class TrainingLoss(nn.Module):
 LOSSES: Registry[type[TrainingLoss]] = Registry("loss")
 
 
+def require_choice(loss: str, option: str, value: Any, choices: typing.Iterable[str]) -> None:
+    """Raise ``RbgError`` unless ``value`` is one of ``choices`` (an option's valid names)."""
+    if value not in choices:
+        raise RbgError(f"{loss} {option} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def register_loss(name: str, description: str):  # noqa: ANN201
     def decorate(cls: type[TrainingLoss]) -> type[TrainingLoss]:
         LOSSES.register(name, description)(cls)

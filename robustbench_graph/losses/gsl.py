@@ -33,7 +33,7 @@ from ..data import ImageData
 from ..errors import RbgError
 from ..graph import knn_sparsify, label_signals, signal_smoothness, similarity
 from ..models import TappedModel
-from .base import LossOutput, TrainingLoss, register_loss
+from .base import LossOutput, TrainingLoss, register_loss, require_choice
 
 GSL_SIMILARITIES = {"cosine_clamped": "cosine_clamped", "cosine_signed": "cosine",
                     "rbf_normalized": "rbf_normalized"}
@@ -125,9 +125,7 @@ class GraphSmoothnessLoss(TrainingLoss):
         out_dim: int | None = None
 
         def validate(self) -> None:
-            if self.similarity not in GSL_SIMILARITIES:
-                raise RbgError(f"gsl similarity must be one of {', '.join(GSL_SIMILARITIES)}, "
-                               f"got {self.similarity!r}")
+            require_choice("gsl", "similarity", self.similarity, GSL_SIMILARITIES)
             for name in ("alpha", "tau", "clip", "k", "m", "out_dim"):
                 value = getattr(self, name)
                 if value is not None and value <= 0:

@@ -53,7 +53,7 @@ from ..errors import RbgError
 from ..graph import label_smoothness_per_layer
 from ..graph_lowrank import lowrank_label_smoothness_per_layer, prefer_lowrank
 from ..models import TappedModel, capture
-from .base import LossOutput, TrainingLoss, register_loss
+from .base import LossOutput, TrainingLoss, register_loss, require_choice
 
 NORMALIZATIONS = ("batch", "none")
 PAPER_GAMMA = 0.01
@@ -175,18 +175,10 @@ class LaplacianLoss(TrainingLoss):
                 raise RbgError(f"laplacian m must be >= 1, got {self.m}")
             if self.k is not None and self.k < 1:
                 raise RbgError(f"laplacian k must be >= 1 or none, got {self.k}")
-            if self.normalize not in NORMALIZATIONS:
-                raise RbgError(f"laplacian normalize must be one of {', '.join(NORMALIZATIONS)}"
-                               f", got {self.normalize!r}")
-            if self.grad_dtype not in GRAD_DTYPES:
-                raise RbgError(f"laplacian grad_dtype must be one of {', '.join(GRAD_DTYPES)}"
-                               f", got {self.grad_dtype!r}")
-            if self.gram_dtype not in GRAM_DTYPES:
-                raise RbgError(f"laplacian gram_dtype must be one of {', '.join(GRAM_DTYPES)}"
-                               f", got {self.gram_dtype!r}")
-            if self.form not in GRAPH_FORMS:
-                raise RbgError(f"laplacian form must be one of {', '.join(GRAPH_FORMS)}"
-                               f", got {self.form!r}")
+            require_choice("laplacian", "normalize", self.normalize, NORMALIZATIONS)
+            require_choice("laplacian", "grad_dtype", self.grad_dtype, GRAD_DTYPES)
+            require_choice("laplacian", "gram_dtype", self.gram_dtype, GRAM_DTYPES)
+            require_choice("laplacian", "form", self.form, GRAPH_FORMS)
             if self.form == "lowrank" and self.k is not None:
                 raise RbgError("laplacian form=lowrank needs the dense graph: set k to none")
             if self.form == "lowrank" and "bfloat16" in (self.gram_dtype, self.grad_dtype):
