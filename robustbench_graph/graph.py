@@ -151,12 +151,17 @@ def similarity(features: torch.Tensor, kind: str = "cosine", alpha: float = 1.0)
     raise RbgError(f"unknown similarity {kind!r}; valid: {', '.join(SIMILARITIES)}")
 
 
+def is_dense_graph(k: int | None, batch_size: int) -> bool:
+    """Whether the k-NN graph of ``batch_size`` nodes keeps every edge (``k`` None or
+    ``>= b - 1``: the paper's ``k = b``)."""
+    return k is None or k >= batch_size - 1
+
+
 def knn_sparsify(sim: torch.Tensor, k: int | None = None) -> torch.Tensor:
     """Symmetric k-NN graph (LapNet eq. 1): keep ``A_ij = sim_ij`` when j is among the k most
     similar nodes of i, or i among those of j (self excluded); ``k=None`` or ``k >= b - 1``
     keeps the full graph (the paper's ``k = b``). ``sim`` is b x b or a stack ... x b x b."""
-    b = sim.shape[-1]
-    if k is None or k >= b - 1:
+    if is_dense_graph(k, sim.shape[-1]):
         return sim
     if k <= 0:
         raise RbgError(f"k-NN graph needs k >= 1, got {k}")

@@ -7,15 +7,17 @@ signals X (b x k, k = C + 1 for ``[S, 1]``: the labels and the degree vector), a
 
     A X = N^-1 R (R^T (N^-1 X))
 
-costs ``4 b k F`` FLOPs instead of the Gram matrix's ``2 b^2 F``. With b = 100 and C = 10 that
-is about a fifth of the Gram form, exact in float32; the backward is three more thin products
-(``_CosineGraphProduct``). METHODS.md section 9.6 measured an earlier version of this form at
-1.96x a CE step on smallcnn, against 1.84x for the Gram form; the thin products here are
-padded to 16 signals and the b x k work of every tap is batched (``bench/RESULTS.md``).
+costs ``4 b k F`` FLOPs instead of the Gram matrix's ``2 b^2 F``; with the backward's three
+more thin products (``_CosineGraphProduct``) about ``12 b k F`` in all against ``4 b^2 F``:
+half the Gram form's FLOPs at b = 100 with k padded to 16. It is exact in float32 and its
+cost grows like b, not b^2, but the thin products run at about half the Gram product's speed
+on a CPU when the features are not in cache. Measured per training step
+(``bench/RESULTS.md``), it is at least as fast as the exact Gram form from b = 128 and as the
+Gram form with a bfloat16 backward from b = 256; at LapNet's b = 100 the Gram form stays the
+default. ``prefer_lowrank`` encodes that rule (``form=auto`` of the ``laplacian`` loss).
 
 It applies to the dense graph only (a k-NN graph needs every entry of A to rank), and it pays
-once per application of A: ``ceil(m / 2)`` applications for Laplacian power m. ``prefer_lowrank``
-says when it is the cheaper form.
+once per application of A: ``ceil(m / 2)`` applications for Laplacian power m.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 from .errors import RbgError
-from .graph import feature_rows, fresh_gradient, is_channels_last
+from .graph import feature_rows, fresh_gradient, is_channels_last, is_dense_graph
 
 _EPS = 1e-12  # as F.normalize
 _PAD = 16  # thin products with 16 signals run ~2x faster than with 11 (AVX-512 width)
+
+
+def _padded(signals: int) -> int:
+    """``signals`` rounded up to a multiple of ``_PAD``."""
+    return -(-signals // _PAD) * _PAD
 
 
 class _CosineGraphProduct(torch.autograd.Function):
@@ -49,7 +56,7 @@ class _CosineGraphProduct(torch.autograd.Function):
         for f in features:
             exact = torch.promote_types(exact, f.dtype)
         k = signals.shape[-1]
-        padded = -(-k // _PAD) * _PAD
+        padded = _padded(k)
         with torch.autocast(signals.device.type, enabled=False):
             rows = [feature_rows(f).to(exact) for f in features]
             raw_norms = torch.stack([torch.linalg.vector_norm(r, dim=1) for r in rows])
@@ -58,7 +65,7 @@ class _CosineGraphProduct(torch.autograd.Function):
             thin = [w.T @ r for w, r in zip(weighted, rows, strict=True)]
             out = torch.stack([r @ t.T for r, t in zip(rows, thin, strict=True)])
             out = out / norms[..., None]
-        ctx.save_for_backward(raw_norms, norms, weighted, out, *rows, *thin)
+        ctx.save_for_backward(raw_norms, weighted, out, *rows, *thin)
         ctx.count = len(rows)
         ctx.k = k
         ctx.feature_meta = [(f.shape, f.dtype, f.device, is_channels_last(f)) for f in features]
@@ -67,8 +74,9 @@ class _CosineGraphProduct(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
-        raw_norms, norms, weighted, out, *rest = ctx.saved_tensors
+        raw_norms, weighted, out, *rest = ctx.saved_tensors
         rows, thin = rest[:ctx.count], rest[ctx.count:]
+        norms = raw_norms.clamp_min(_EPS)
         padded = weighted.shape[-1]
         with torch.autocast(grad.device.type, enabled=False):
             grad = F.pad(grad.to(out.dtype), (0, padded - ctx.k))
@@ -117,10 +125,8 @@ def prefer_lowrank(batch_size: int, num_classes: int, m: int, k: int | None,
     the ``ceil(m/2)`` applications of A. Never on other devices: not measured there."""
     if device_type != "cpu":
         return False
-    dense = k is None or k >= batch_size - 1
-    padded = -(-(num_classes + 1) // _PAD) * _PAD
-    threshold = (256 if gram_backward_bf16 else 128) * (padded // _PAD) * -(-m // 2)
-    return dense and batch_size >= threshold
+    threshold = (256 if gram_backward_bf16 else 128) * _padded(num_classes + 1) // _PAD
+    return is_dense_graph(k, batch_size) and batch_size >= threshold * -(-m // 2)
 
 
 def lowrank_label_smoothness_per_layer(representations: Sequence[torch.Tensor],

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from ..device import has_fast_bf16_matmul
 from ..errors import RbgError
-from ..graph import label_smoothness_per_layer
+from ..graph import is_dense_graph, label_smoothness_per_layer
 from ..graph_lowrank import lowrank_label_smoothness_per_layer, prefer_lowrank
 from ..models import TappedModel, capture
 from .base import LossOutput, TrainingLoss, register_loss, require_choice
@@ -131,7 +131,7 @@ def regulariser(
                 b, num_classes, m, k, grad_dtype == torch.bfloat16, labels.device.type)
             form = "lowrank" if fast else "gram"
         if form == "lowrank":
-            if not (k is None or k >= b - 1):
+            if not is_dense_graph(k, b):
                 raise RbgError("laplacian form=lowrank needs the dense graph (k none)")
             sigmas = lowrank_label_smoothness_per_layer(representations, labels, num_classes,
                                                         m=m)
