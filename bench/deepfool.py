@@ -10,8 +10,9 @@ equal within 1e-4 relative) at least 3x faster in images/s, on
     on uniform random images labelled with its own clean predictions (so every image is
     attacked), L2 and L-inf.
 
-On (b), foolbox also runs on channels-last copies of the images (rbg's DeepFool converts 4-D
-images to channels-last internally), so that the layout's own gain is shown apart.
+Both models run contiguous (NCHW), as ``rbg attack`` runs a run trained by default (rbg's
+DeepFool takes the model's layout); ``--channels-last`` puts the PreActResNet of (b) in
+channels-last for both backends (as ``rbg train --channels-last``).
 
 Both backends run batches of 100 with steps=50, candidates=10, overshoot=0.02, loss="logits";
 the two are timed batch by batch, interleaved (alternating which goes first), in one process,
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from robustbench_graph.allocator import tune_malloc
 from robustbench_graph.data import dataset_info, load_dataset
 from robustbench_graph.deepfool import deepfool
-from robustbench_graph.models import create_model
+from robustbench_graph.models import create_model, set_memory_format
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -153,8 +154,10 @@ def main() -> None:
     parser.add_argument("--run", help="rbg run folder with a trained model for (a)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--epochs", type=int, default=4, help="mnist5k training epochs")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="PreActResNet (b) in channels-last, for both backends")
     args = parser.parse_args()
-    malloc = "tuned" if tune_malloc() else "default"  # as the rbg command runs
+    malloc = "tuned" if tune_malloc() else "default"  # as rbg: only with RBG_MALLOC_TUNING=1
     if args.threads:
         torch.set_num_threads(args.threads)
     n_mnist, n_resnet = (300, 100) if args.quick else (1000, 300)
@@ -182,12 +185,14 @@ def main() -> None:
 
     torch.manual_seed(0)
     resnet = create_model("preactresnet18", dataset_info("cifar10"), width=16).eval()
+    set_memory_format(resnet, args.channels_last, "cpu")
     xr = torch.rand(n_resnet, 3, 32, 32)
     with torch.no_grad():
         yr = resnet(xr).argmax(1)
+    layout = "channels-last" if args.channels_last else "contiguous"
     for norm in ("l2", "linf"):
-        report("(b) preactresnet18 w16 (init)", norm, n_resnet,
-               compare(resnet, xr, yr, norm, foolbox_channels_last=True))
+        report(f"(b) preactresnet18 w16 (init, {layout})", norm, n_resnet,
+               compare(resnet, xr, yr, norm, foolbox_channels_last=args.channels_last))
 
 
 if __name__ == "__main__":

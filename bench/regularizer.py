@@ -4,15 +4,18 @@ Claim: a `laplacian` step (m = 2, every ReLU tap, full graph, batch 100) costs a
 cross-entropy step on smallcnn (28x28 grey) and at most 1.25x on PreActResNet18 of width 16
 (32x32x3). Each step is forward + loss + backward + SGD update, measured interleaved
 (CE, Laplacian, CE, ...) so that machine noise hits both alike; the medians are compared.
-Four Laplacian variants: the default (`form=auto grad_dtype=auto`: at b = 100 the Gram form
-with its backward in bfloat16 where the device has native bfloat16 products, float32
-elsewhere; exact forward), `lap fp32` (Gram form, exact forward and backward), `lap bf16`
-(Gram form, both products in bfloat16, sigma to ~4e-3) and `lap lowrank` (`form=lowrank`:
-no b x b graph, exact; the default from b = 128 or 256, see `graph_lowrank.prefer_lowrank`).
-The device line says what `auto` resolved to. `--batch` changes the batch size (the targets
-are for 100). Runtime: about two minutes on a 2-core CPU (`--quick`: a few seconds).
+Four Laplacian variants: `laplacian`, what a user gets by default (Gram form, exact float32
+forward and backward: the same numbers on every machine), and the opt-in ones: `lap auto`
+(`form=auto grad_dtype=auto`: at b = 100 the Gram form with its backward in bfloat16 where the
+device has native bfloat16 products; the device line says what it resolved to), `lap bf16`
+(Gram form, both products in bfloat16, sigma to ~4e-3) and `lap lowrank` (`form=lowrank`: no
+b x b graph, exact). Models run contiguous (NCHW), as `rbg train` does by default;
+`--channels-last` runs both CE and Laplacian channels-last (`rbg train --channels-last`). The
+malloc line says whether glibc's allocator was tuned (only with RBG_MALLOC_TUNING=1, as in
+`rbg`). `--batch` changes the batch size (the targets are for 100). Runtime: about two
+minutes on a 2-core CPU (`--quick`: a few seconds).
 
-Usage: python bench/regularizer.py [--quick] [--batch B] [--device cpu|cuda]
+Usage: python bench/regularizer.py [--quick] [--batch B] [--channels-last] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -27,8 +30,7 @@ from robustbench_graph.allocator import tune_malloc
 from robustbench_graph.data import dataset_info
 from robustbench_graph.device import has_fast_bf16_matmul
 from robustbench_graph.losses import create_loss
-from robustbench_graph.models import create_model
-from robustbench_graph.runs import uses_channels_last
+from robustbench_graph.models import create_model, set_memory_format
 
 CASES = [  # (label, model, dataset shape, width, target ratio)
     ("smallcnn 1x28x28", "smallcnn", "mnist5k", None, 2.0),
@@ -38,19 +40,19 @@ CASES = [  # (label, model, dataset shape, width, target ratio)
 
 VARIANTS = [  # (label, loss, options)
     ("laplacian", "laplacian", {}),
-    ("lap fp32", "laplacian", {"form": "gram", "grad_dtype": "float32"}),
+    ("lap auto", "laplacian", {"form": "auto", "grad_dtype": "auto"}),
     ("lap bf16", "laplacian", {"form": "gram", "gram_dtype": "bfloat16",
                                "grad_dtype": "bfloat16"}),
     ("lap lowrank", "laplacian", {"form": "lowrank"}),
 ]
 
 
-def step_timer(model_name, dataset, width, loss_name, device, options=None, batch=100):  # noqa: ANN001, ANN201
+def step_timer(model_name, dataset, width, loss_name, device, options=None, batch=100,  # noqa: ANN001, ANN201
+               channels_last=False):
     info = dataset_info(dataset)
     torch.manual_seed(0)
     model = create_model(model_name, info, width=width).to(device).train()
-    if uses_channels_last(model_name):  # as `rbg train` runs it, CE and Laplacian alike
-        model.to(memory_format=torch.channels_last)
+    set_memory_format(model, channels_last, device)  # as `rbg train`, CE and Laplacian alike
     loss_fn = create_loss(loss_name, options or {}, info.num_classes).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.rand(batch, *info.input_shape, device=device)
@@ -75,20 +77,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    malloc = "tuned" if tune_malloc() else "default"  # as the rbg command runs
+    malloc = "tuned" if tune_malloc() else "default"  # as rbg: only with RBG_MALLOC_TUNING=1
     device = torch.device(args.device)
     repeats = 5 if args.quick else 30
     auto = "bfloat16" if has_fast_bf16_matmul(device) else "float32"
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{repeats} interleaved steps each, batch {args.batch}; grad_dtype=auto resolves to "
-          f"{auto} here; malloc {malloc}")
+          f"{auto} here; layout {'channels_last' if args.channels_last else 'contiguous'}; "
+          f"malloc {malloc}")
     print(f"{'model':28s} {'variant':11s} {'ce ms':>8s} {'variant ms':>11s} {'ratio':>7s} "
           f"{'target':>7s}")
     for label, model_name, dataset, width, target in CASES:
-        ce = step_timer(model_name, dataset, width, "ce", device, batch=args.batch)
-        laps = [step_timer(model_name, dataset, width, loss, device, opts, batch=args.batch)
+        layout = {"batch": args.batch, "channels_last": args.channels_last}
+        ce = step_timer(model_name, dataset, width, "ce", device, **layout)
+        laps = [step_timer(model_name, dataset, width, loss, device, opts, **layout)
                 for _, loss, opts in VARIANTS]
         for _ in range(3):  # warm-up
             ce(), [lap() for lap in laps]

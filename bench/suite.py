@@ -94,7 +94,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    malloc = "tuned" if tune_malloc() else "default"  # as the rbg command runs
+    malloc = "tuned" if tune_malloc() else "default"  # as rbg: only with RBG_MALLOC_TUNING=1
     device = torch.device(args.device)
     rounds = 2 if args.quick else 3
     draws, repeats = (4, 4) if args.quick else (40, 40)

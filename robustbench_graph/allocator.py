@@ -11,7 +11,8 @@ ms, Laplacian 50.8 -> 45.4 ms); the PreActResNet18 w16 step is unchanged within 
 cost: the process keeps its peak heap.
 
 This is what PyTorch's CPU performance guide gets by swapping in jemalloc or tcmalloc, with
-no dependency. ``rbg`` applies it at start-up; ``RBG_MALLOC_TUNING=0`` turns it off.
+no dependency. It changes the whole process and was measured on one AVX-512 CPU only, so it is
+opt-in: ``RBG_MALLOC_TUNING=1`` makes ``rbg`` apply it at start-up (off by default).
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ _TRIM_THRESHOLD = 2**31 - 1  # give the free heap top back only beyond 2 GiB
 def tune_malloc() -> bool:
     """Apply the settings above where the C library is glibc; True if they were applied.
 
-    Does nothing (False) with ``RBG_MALLOC_TUNING=0``, on other C libraries, when the user
+    Does nothing (False) unless ``RBG_MALLOC_TUNING=1``, on other C libraries, when the user
     set glibc's malloc environment variables (``MALLOC_MMAP_THRESHOLD_``,
     ``MALLOC_TRIM_THRESHOLD_``, ``MALLOC_TOP_PAD_``, or ``glibc.malloc.*`` tunables), or
     preloads another allocator (``LD_PRELOAD`` naming a ``malloc`` library).
     """
-    if os.environ.get("RBG_MALLOC_TUNING", "1") == "0":
+    if os.environ.get("RBG_MALLOC_TUNING", "0") != "1":
         return False
     if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_",
                                      "MALLOC_TOP_PAD_")):

@@ -24,6 +24,10 @@ SCHEDULE_PRESETS: dict[str, tuple[float, float, float]] = {
 }
 
 
+MAX_WIDTH = 1024  # PreActResNet18 at 1024 already has ~3e9 weights; beyond is a typo
+MAX_FEATURE_DIM = 65536
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training configuration; a run is this plus a seed.
@@ -52,6 +56,7 @@ class TrainConfig:
     parseval_beta: float = 0.01
     amp: bool = False  # bf16 autocast of the forward pass and loss
     split_seed: int = 0
+    channels_last: bool = False  # memory layout (models.set_memory_format); NCHW by default
 
     def resolved(self) -> TrainConfig:
         """This config with the schedule's ``None`` fields taken from the dataset preset."""
@@ -86,8 +91,11 @@ class TrainConfig:
         for m in self.resolved_milestones():
             if not 0 < m <= self.epochs:
                 raise RbgError(f"lr milestone {m} is outside 1..{self.epochs}")
-        if self.width is not None and self.width <= 0:
-            raise RbgError(f"--width must be positive, got {self.width}")
+        for name, top in (("width", MAX_WIDTH), ("feature_dim", MAX_FEATURE_DIM)):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int) and 0 < value <= top):
+                raise RbgError(f"--{name.replace('_', '-')} must be an integer in 1..{top}, "
+                               f"got {value}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise RbgError(f"--grad-clip must be positive, got {self.grad_clip}")
 

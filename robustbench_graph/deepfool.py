@@ -13,9 +13,10 @@ pass, over the samples that are still correctly classified only, and gets the
 ``candidates - 1`` class-difference gradients from backward passes through that one graph
 that compute the input gradient alone (foolbox makes ``candidates - 1`` forward and full
 backward passes, parameter gradients included, over the whole batch until every sample is
-fooled). Those backward passes are also cheaper: images run channels-last, eval-mode batch
-norms backpropagate by one multiply, and with an ``input_layer`` hint a one-channel first
-convolution takes PyTorch's own kernel (``bench/RESULTS.md``). Results agree with foolbox's
+fooled). Those backward passes are also cheaper: images take the model's memory layout
+(channels-last only where the model was put in it), eval-mode batch norms backpropagate by one
+multiply, and with an ``input_layer`` hint a one-channel first convolution takes PyTorch's own
+kernel (``bench/RESULTS.md``). Results agree with foolbox's
 up to float rounding.
 """
 
@@ -28,6 +29,8 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .models.base import is_channels_last_model
 
 __all__ = ["deepfool"]
 
@@ -219,10 +222,10 @@ def deepfool(
     if len(x0) == 0 or steps <= 0:
         return x0.clone()
     if x0.ndim == 4:
-        # Channels-last images make the convolutions (oneDNN, cuDNN) take their NHWC kernels,
-        # forward and input-gradient alike: 1.5x faster per step on a PreActResNet-18 on CPU;
-        # the values agree to float rounding. The result keeps the caller's layout.
-        x0 = x0.contiguous(memory_format=torch.channels_last)
+        # The images take the model's memory layout (``models.set_memory_format``), so that
+        # the convolutions run one layout throughout; the result keeps the caller's layout.
+        layout = torch.channels_last if is_channels_last_model(model) else torch.contiguous_format
+        x0 = x0.contiguous(memory_format=layout)
     x = x0.clone()
     split = _split_layer(input_layer, x0)
     p_total = torch.zeros_like(x0)

@@ -4,7 +4,8 @@ METHODS.md section 3.3).
 Three modifications, applied by :func:`make_parseval` (architecture) and :func:`retract_`
 (after every optimiser step):
 
-* **Convexity**: residual sums become ``0.5 * conv2(...) + 0.5 * shortcut`` in PreActResNet18.
+* **Convexity**: residual sums become ``0.5 * f(x) + 0.5 * shortcut(x)`` in every block a model
+  declares in ``residual_blocks`` (PreActResNet18 and ResNet18; none in the small CNN).
 * **Convolution renormalisation**: each convolution acts with ``W / sqrt(2 kh kw + 1)`` (sqrt 19
   for 3x3, sqrt 3 for 1x1), implemented as a forward hook on its output so the state_dict keys
   do not change. It is on by default only for models with batch-norm: on the BN-free smallcnn
@@ -22,8 +23,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from .models.preact_resnet import PreActBlock
 
 CONVEX_WEIGHT = 0.5
 
@@ -48,9 +47,9 @@ def make_parseval(model: nn.Module, *, renorm: bool | None = None) -> nn.Module:
         return model
     if renorm is None:
         renorm = has_batchnorm(model)
+    for block in getattr(model, "residual_blocks", ()):
+        block.residual_weight = CONVEX_WEIGHT
     for module in model.modules():
-        if isinstance(module, PreActBlock):
-            module.residual_weight = CONVEX_WEIGHT
         if renorm and isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
             module.parseval_scale = math.sqrt(2 * kh * kw + 1)  # type: ignore[attr-defined]

@@ -31,7 +31,8 @@ from .device import describe_device
 from .errors import RbgError
 from .io import atomic_write, write_json_atomic
 from .losses import LOSSES, method_name, parse_loss_options, resolved_options
-from .models import TappedModel, create_model
+from .models import TappedModel, create_model, set_memory_format
+from .parseval import make_parseval
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -62,7 +63,20 @@ class RunSpec:
         """The run's ``config.json``; with ``device``, also the hardware it trains on."""
         import robustbench_graph
 
-        hardware = {"hardware": describe_device(device)} if device is not None else {}
+        hardware = {}
+        if device is not None:
+            device = torch.device(device)
+            loss = LOSSES.get(self.config.loss).factory(
+                parse_loss_options(self.config.loss, self.config.loss_options),
+                dataset_info(self.config.dataset).num_classes)
+            hardware = {
+                "hardware": describe_device(device),
+                "numerics": {
+                    "layout": "channels_last" if self.config.channels_last else "contiguous",
+                    "amp": "bfloat16" if self.config.amp else "off",
+                    "loss": loss.numerics(device, self.config.batch_size),
+                },
+            }
         return {
             "run": self.name,
             "seed": self.seed,
@@ -209,8 +223,6 @@ def build_model(cfg: TrainConfig) -> tuple[TappedModel, DatasetInfo]:
     info = dataset_info(cfg.dataset)
     model = create_model(cfg.model, info, width=cfg.width, feature_dim=cfg.feature_dim)
     if cfg.parseval:
-        from .parseval import make_parseval
-
         make_parseval(model)
     loss_cls = LOSSES.get(cfg.loss).factory
     model = loss_cls.adapt_model(model, parse_loss_options(cfg.loss, cfg.loss_options))
@@ -234,16 +246,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
             f"{run_dir / WEIGHTS} does not match model {cfg.model!r} of its config"
         ) from None
     model.to(device).eval()
-    if uses_channels_last(cfg.model):
-        model.to(memory_format=torch.channels_last)
+    set_memory_format(model, cfg.channels_last, device)
     return LoadedRun(run_dir, record, model, info)
-
-
-def uses_channels_last(model_name: str) -> bool:
-    """The ResNets run in channels-last memory format, on GPUs (cuDNN) and CPUs (oneDNN) alike:
-    PreActResNet18 w16, batch 100, 2 CPU threads: CE step 214 -> 161 ms, Laplacian step
-    298 -> 213 ms (issue 7). Weights are saved contiguous, whatever the layout."""
-    return model_name in ("preactresnet18", "resnet18")
 
 
 def find_runs(root: Path) -> list[Path]:

@@ -26,6 +26,8 @@ from .errors import RbgError
 from .inference import accuracy
 from .io import atomic_write, write_json_atomic, write_text_atomic
 from .losses import create_loss, resolved_options
+from .models import set_memory_format
+from .parseval import retract_
 from .runs import (
     CHECKPOINT,
     CONFIG,
@@ -36,7 +38,6 @@ from .runs import (
     build_model,
     prepare_run_dir,
     save_weights,
-    uses_channels_last,
     write_status,
 )
 
@@ -114,6 +115,10 @@ def train_run(
 ) -> RunOutcome:
     """Train one run; returns ``skipped`` when the folder already holds it complete."""
     cfg: TrainConfig = spec.config.resolved()
+    # The architecture and its layout are checked before the run folder is touched.
+    seed_everything(spec.seed)
+    model, info = build_model(cfg)
+    set_memory_format(model, cfg.channels_last, device)
     action = prepare_run_dir(spec, overwrite)
     if action == "skip":
         return RunOutcome(spec, "skipped")
@@ -128,12 +133,6 @@ def train_run(
     if action == "new":
         write_json_atomic(run_dir / CONFIG, spec.config_record(device))
 
-    seed_everything(spec.seed)
-    model, info = build_model(cfg)
-    if uses_channels_last(cfg.model):
-        model.to(memory_format=torch.channels_last)
-    if cfg.parseval:
-        from .parseval import retract_
     model.to(device)
     loss_fn = create_loss(cfg.loss, cfg.loss_options, info.num_classes).to(device)
     optimizer = torch.optim.SGD(

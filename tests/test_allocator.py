@@ -47,9 +47,9 @@ def _retained(env_extra: dict[str, str]) -> tuple[str, float]:
 
 
 @glibc
-def test_tuning_keeps_freed_buffers_for_reuse_and_can_be_turned_off() -> None:
-    applied, kept = _retained({})
-    off, _ = _retained({"RBG_MALLOC_TUNING": "0"})
+def test_tuning_is_opt_in_and_keeps_freed_buffers_for_reuse() -> None:
+    applied, kept = _retained({"RBG_MALLOC_TUNING": "1"})
+    off, _ = _retained({})
     # 52 MB freed each step stay resident. (Without the tuning glibc usually trims them, but
     # whether it can depends on where small Python objects landed: not asserted.)
     assert applied == "True" and kept > 40
@@ -62,5 +62,12 @@ def test_tuning_keeps_freed_buffers_for_reuse_and_can_be_turned_off() -> None:
                                          ("RBG_MALLOC_TUNING", "0")])
 def test_user_malloc_settings_are_left_alone(monkeypatch: pytest.MonkeyPatch, name: str,
                                              value: str) -> None:
+    if name != "RBG_MALLOC_TUNING":
+        monkeypatch.setenv("RBG_MALLOC_TUNING", "1")
     monkeypatch.setenv(name, value)
+    assert tune_malloc() is False
+
+
+def test_tuning_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RBG_MALLOC_TUNING", raising=False)
     assert tune_malloc() is False

@@ -47,3 +47,10 @@ def test_config_validation(kwargs):
 def test_config_roundtrip():
     cfg = TrainConfig(dataset="digits", lr_milestones=(2,), loss_options={"a": 1})
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("changes", [{"width": 100000}, {"width": 32.5}, {"feature_dim": 0},
+                                     {"feature_dim": -1}])
+def test_architecture_sizes_are_checked(changes: dict) -> None:
+    with pytest.raises(RbgError, match="must be an integer in 1.."):
+        TrainConfig(**changes).validate()

@@ -158,9 +158,9 @@ def test_regulariser_auto_form_follows_the_rule(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(laplacian, "lowrank_label_smoothness_per_layer", spy)
     for b in (100, 128):
         reps = [torch.rand(b, 8), torch.rand(b, 4)]
-        regulariser(reps, torch.arange(b) % 10, 10)  # exact Gram backward: from b = 128
-        regulariser(reps, torch.arange(b) % 10, 10, gram_dtype=torch.bfloat16)  # never
-        regulariser(reps, torch.arange(b) % 10, 10, grad_dtype=torch.bfloat16)  # from 256
+        regulariser(reps, torch.arange(b) % 10, 10, form="auto")  # exact Gram bwd: from 128
+        regulariser(reps, torch.arange(b) % 10, 10, form="auto", gram_dtype=torch.bfloat16)
+        regulariser(reps, torch.arange(b) % 10, 10, form="auto", grad_dtype=torch.bfloat16)
     assert calls == [128]
 
 

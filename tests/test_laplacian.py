@@ -50,10 +50,38 @@ def test_parse_taps_and_gamma_rule() -> None:
     for bad in ("0", "x,1", "0,5"):
         with pytest.raises(RbgError):
             parse_taps(bad, 3)
-    assert resolve_gamma(None, "none", 3) == 0.01
-    assert resolve_gamma(None, "batch", 17) == pytest.approx(10.0)
-    assert resolve_gamma(None, "batch", 3) == 1.0
-    assert resolve_gamma(0.5, "batch", 17) == 0.5
+    assert resolve_gamma(None, "none", 10.0) == 0.01
+    assert resolve_gamma(None, "batch", 10.0) == 10.0
+    assert resolve_gamma(None, "batch", 1.0) == 1.0
+    assert resolve_gamma(0.5, "batch", 10.0) == 0.5
+
+
+def test_default_gamma_is_declared_by_the_model_not_counted_from_its_taps() -> None:
+    """resnet18 has 17 ReLU taps like PreActResNet18, but only the latter is the paper's
+    calibration (gamma 10 on the batch scale)."""
+    info = dataset_info("cifar10")
+    preact = create_model("preactresnet18", info, width=4)
+    resnet = create_model("resnet18", info, width=4)
+    assert len(preact.relu_taps) == len(resnet.relu_taps) == 17
+    assert preact.laplacian_gamma == 10.0
+    assert resnet.laplacian_gamma == 1.0
+    assert create_model("smallcnn", info).laplacian_gamma == 1.0
+
+
+def test_defaults_are_exact_and_the_same_on_every_machine() -> None:
+    """Exact float32 Gram form by default; the hardware-dependent choices are opt-in and the
+    run records what they resolved to."""
+    defaults = parse_loss_options("laplacian", {})
+    assert (defaults.form, defaults.grad_dtype, defaults.gram_dtype) == ("gram", "float32",
+                                                                         "float32")
+    cpu = torch.device("cpu")
+    loss = create_loss("laplacian", {}, 10)
+    assert loss.numerics(cpu, 100) == {"form": "gram", "gram_dtype": "float32",
+                                       "grad_dtype": "float32"}
+    auto = create_loss("laplacian", {"grad_dtype": "auto"}, 10).numerics(cpu, 100)
+    assert auto["grad_dtype"] == ("bfloat16" if has_fast_bf16_matmul(cpu) else "float32")
+    low = create_loss("laplacian", {"form": "lowrank"}, 10).numerics(cpu, 100)
+    assert low["form"] == "lowrank"
 
 
 @pytest.mark.parametrize("options", [{"normalize": "sideways"}, {"m": "0"}, {"gamma": "-1"},
@@ -88,7 +116,7 @@ def test_grad_dtype_auto_follows_the_hardware() -> None:
 
 
 def test_bfloat16_gradient_keeps_delta_exact_and_the_gradient_close() -> None:
-    """The default on bfloat16 hardware: Delta bit-identical to float32, the regulariser's
+    """grad_dtype=bfloat16 (opt-in): Delta bit-identical to float32, the regulariser's
     gradient within 1e-2 relative; the bfloat16 forward moves Delta by less than 1e-2."""
     torch.manual_seed(0)
     base = [torch.relu(torch.randn(40, n)) for n in (2048, 1024, 512)]

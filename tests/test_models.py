@@ -57,3 +57,32 @@ def test_feature_dim_and_width_options():
     assert m.features(torch.rand(1, 1, 28, 28)).shape == (1, 12)
     p = create_model("preactresnet18", info, width=4)
     assert p.head.in_features == 32
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("preactresnet18", {"feature_dim": 16}, "has no --feature-dim option"),
+    ("smallcnn", {"feature_dim": 0}, "--feature-dim must be a positive integer"),
+    ("resnet18", {"width": -5}, "--width must be a positive integer"),
+])
+def test_options_a_model_does_not_take_or_bad_values_are_errors(name, options, message):
+    from robustbench_graph.errors import RbgError
+
+    with pytest.raises(RbgError, match=message):
+        create_model(name, dataset_info("cifar10"), **options)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_parseval_makes_every_declared_residual_sum_convex(name):
+    from robustbench_graph.parseval import make_parseval
+
+    torch.manual_seed(0)
+    model = _model(name, "cifar10")
+    blocks = model.residual_blocks
+    assert (len(blocks) > 0) == (name != "smallcnn")
+    make_parseval(model, renorm=False)
+    assert all(b.residual_weight == 0.5 for b in blocks)
+    if blocks:  # the convex sum is computed: the output changes
+        torch.manual_seed(0)
+        plain = _model(name, "cifar10")
+        x = torch.rand(2, 3, 32, 32)
+        assert not torch.allclose(model(x), plain(x))

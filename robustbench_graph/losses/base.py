@@ -60,6 +60,11 @@ class TrainingLoss(nn.Module):
     def after_step(self, model: TappedModel) -> None:
         """Called after every optimiser step."""
 
+    def numerics(self, device: torch.device, batch_size: int) -> dict[str, str]:
+        """The precisions and algorithms the loss resolves to on ``device`` (recorded in the
+        run's ``config.json`` where an option's value depends on the hardware)."""
+        return {}
+
     def finish(self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor) -> None:
         """Called once after the last epoch with the clean training set (on the device),
         before the weights are saved (e.g. to compute class centroids)."""

@@ -16,28 +16,29 @@ Neural Networks Robustness*, arXiv 1805.10133, eqs. (5) and (9); METHODS.md sect
   and m = 2, gamma_batch = 1000 * gamma_raw (the paper's 0.01 is 10 here).
 
 ``gamma=None`` (default) resolves per normalisation and model: 0.01 with ``normalize=none``;
-with ``normalize=batch``, 10 (the paper's weight at b = 100) on the 17-tap PreActResNet18 the
-paper calibrated it on, and 1 on every other model. Sweep on mnist5k / smallcnn, 5 epochs,
+with ``normalize=batch``, the weight the model declares (``TappedModel.laplacian_gamma``): 10
+(the paper's weight at b = 100) on the PreActResNet18 the paper calibrated it on, 1 on the
+other models. Sweep on mnist5k / smallcnn, 5 epochs,
 test accuracy for seeds 0/1 and Delta (m = 2, raw, on test batches): CE 97.2/98.0%, Delta 8.0e4;
 gamma 0.3: 97.7/98.0%, 2.4e4; gamma 1: 97.3/97.9%, 690 (sigma equal across taps); gamma 2:
 97.4% (seed 0), 1.4e3; gamma 3: 11.9% (collapsed). gamma 1 is the smallest value that
 equalises sigma across depth, at no measurable cost, with a factor 2 to the cliff.
 
-Cost (issue 7): one Gram matrix per tap, then the b x b work of all taps batched. The Gram
-products (forward and backward, 4 b^2 sum(F) FLOPs) are the extra cost of a step;
-``grad_dtype=auto`` (default) computes the backward one in bfloat16 where bfloat16 products are
-native (GPUs of compute capability >= 8, CPUs with AVX512-BF16/AMX), float32 elsewhere. sigma,
-Delta and the loss stay exact float32; only the regulariser's gradient is rounded (2.4e-3
-relative measured, < 1e-2 tested in ``tests/test_laplacian.py``; on mnist5k, 3 seeds, test
-accuracy and Delta unchanged within seed noise, ``bench/RESULTS.md``). ``grad_dtype=float32`` is
-exact everywhere; ``gram_dtype=bfloat16`` also rounds the forward (sigma to ~4e-3), fastest.
+Numerics: the defaults are exact float32 and the Gram form on every device, so the same
+command gives the same numbers (to float32 rounding) on any machine. Faster choices are
+explicit options, recorded in the run's ``config.json``:
 
-``form=lowrank`` computes the same sigma without the b x b graph, as ``A [S, 1]`` through thin
-products of the features (``graph_lowrank``): exact float32, cost linear in b, dense graph
-only. ``form=auto`` (default) takes it where it was measured at least as fast as the Gram
-form: on CPUs, with at most 15 classes and m <= 2, from b = 128 against an exact Gram and
-from b = 256 against the bfloat16 backward (``graph_lowrank.prefer_lowrank``); never on GPUs,
-where it was not measured. ``form=gram`` forces the Gram form.
+* ``grad_dtype=bfloat16`` computes the Gram backward in bfloat16 (2.4e-3 relative gradient
+  error measured, < 1e-2 tested in ``tests/test_laplacian.py``; on mnist5k, 3 seeds, test
+  accuracy and Delta unchanged within seed noise, ``bench/RESULTS.md``); ``grad_dtype=auto``
+  takes bfloat16 only where its products are native (GPUs of compute capability >= 8, CPUs with
+  AVX512-BF16/AMX), so its numbers depend on the hardware. ``gram_dtype=bfloat16`` also rounds
+  the forward (sigma to ~4e-3), fastest.
+* ``form=lowrank`` computes the same sigma without the b x b graph, as ``A [S, 1]`` through thin
+  products of the features (``graph_lowrank``): exact float32, cost linear in b, dense graph
+  only. ``form=auto`` takes it where it was measured at least as fast as the Gram form on one
+  AVX-512 CPU (``graph_lowrank.prefer_lowrank``): on CPUs, with at most 15 classes and m <= 2,
+  from b = 128 against an exact Gram and from b = 256 against the bfloat16 backward.
 """
 
 from __future__ import annotations
@@ -57,8 +58,6 @@ from .base import LossOutput, TrainingLoss, register_loss, require_choice
 
 NORMALIZATIONS = ("batch", "none")
 PAPER_GAMMA = 0.01
-PAPER_TAPS = 17  # PreActResNet18: the architecture the paper's gamma is calibrated on
-BATCH_GAMMA = 1.0
 GRAM_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 GRAD_DTYPES = {"auto": None, **GRAM_DTYPES}
 GRAPH_FORMS = ("auto", "lowrank", "gram")
@@ -90,13 +89,14 @@ def smoothness_gap(sigmas: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tenso
     return (stacked[1:] - stacked[:-1]).abs().mean()
 
 
-def resolve_gamma(gamma: float | None, normalize: str, num_taps: int) -> float:
-    """The Laplacian scale actually used (see the module docstring for the ``None`` rule)."""
+def resolve_gamma(gamma: float | None, normalize: str, model_gamma: float) -> float:
+    """The Laplacian scale actually used: ``gamma`` if given, else the paper's 0.01 with
+    ``normalize=none`` and the model's declared ``laplacian_gamma`` with ``normalize=batch``."""
     if gamma is not None:
         return gamma
     if normalize == "none":
         return PAPER_GAMMA
-    return PAPER_GAMMA * 1000.0 if num_taps == PAPER_TAPS else BATCH_GAMMA
+    return model_gamma
 
 
 def resolve_grad_dtype(name: str, device: torch.device) -> torch.dtype | None:
@@ -116,7 +116,7 @@ def regulariser(
     normalize: str = "batch",
     gram_dtype: torch.dtype | None = None,
     grad_dtype: torch.dtype | None = None,
-    form: str = "auto",
+    form: str = "gram",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """LapNet's Delta over ``representations`` (in depth order) and the per-tap sigmas (T).
 
@@ -154,19 +154,20 @@ class LaplacianLoss(TrainingLoss):
         """gamma: Laplacian scale, weight gamma^m (None: per normalisation, module docstring);
         m: Laplacian power; k: k-NN neighbours (None: full graph, k = b); taps: "all" or
         comma-separated ReLU-tap indices; normalize: "batch" (sigma / b^(m+1)) or "none";
-        grad_dtype: precision of the Gram backward, "auto" (bfloat16 where native, module
-        docstring), "float32" (exact) or "bfloat16"; gram_dtype: precision of the Gram
-        forward, "float32" (exact sigma and Delta) or "bfloat16" (fastest, sigma to ~4e-3);
-        form: "auto", "gram" or "lowrank" (exact, dense graph only; module docstring)."""
+        grad_dtype: precision of the Gram backward, "float32" (exact, default), "bfloat16" or
+        "auto" (bfloat16 where native: hardware-dependent, module docstring); gram_dtype:
+        precision of the Gram forward, "float32" (exact sigma and Delta) or "bfloat16"
+        (fastest, sigma to ~4e-3); form: "gram" (default), "lowrank" (exact, dense graph
+        only) or "auto" (by thresholds measured on one CPU; module docstring)."""
 
         gamma: float | None = None
         m: int = 2
         k: int | None = None
         taps: str = "all"
         normalize: str = "batch"
-        grad_dtype: str = "auto"
+        grad_dtype: str = "float32"
         gram_dtype: str = "float32"
-        form: str = "auto"
+        form: str = "gram"
 
         def validate(self) -> None:
             if self.gamma is not None and self.gamma < 0:
@@ -187,6 +188,18 @@ class LaplacianLoss(TrainingLoss):
             if self.taps.strip().lower() != "all":
                 parse_taps(self.taps, 10**6)
 
+    def numerics(self, device: torch.device, batch_size: int) -> dict[str, str]:
+        o = self.options
+        grad = resolve_grad_dtype(o.grad_dtype, device)
+        form = o.form
+        if form == "auto":
+            fast = o.gram_dtype == "float32" and prefer_lowrank(
+                batch_size, self.num_classes, o.m, o.k, grad == torch.bfloat16, device.type)
+            form = "lowrank" if fast else "gram"
+        grad_name = "float32" if grad is None or form == "lowrank" else "bfloat16"
+        return {"form": form, "gram_dtype": o.gram_dtype if form == "gram" else "float32",
+                "grad_dtype": grad_name}
+
     def forward(
         self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
     ) -> LossOutput:
@@ -203,6 +216,6 @@ class LaplacianLoss(TrainingLoss):
                                normalize=o.normalize, gram_dtype=GRAM_DTYPES[o.gram_dtype],
                                grad_dtype=resolve_grad_dtype(o.grad_dtype, images.device),
                                form=o.form)
-        weight = resolve_gamma(o.gamma, o.normalize, len(all_taps)) ** o.m
+        weight = resolve_gamma(o.gamma, o.normalize, model.laplacian_gamma) ** o.m
         loss = ce + weight * delta
         return LossOutput(loss, logits, {"ce": float(ce.detach()), "delta": float(delta.detach())})

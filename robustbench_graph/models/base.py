@@ -11,10 +11,22 @@ Named taps (lists of modules whose forward outputs are the tapped tensors):
 * ``features`` / ``head``: the penultimate feature and the classifier on top of it
   (margin losses, section 4.1);
 * ``input_layer``: the first convolution (every path from the input passes through its output).
+
+What a model declares about itself (class attributes and properties, not guessed by callers):
+
+* ``laplacian_gamma``: the default Laplacian scale of the ``laplacian`` loss with the
+  scale-free ``normalize=batch`` sigma (LapNet's 0.01 at b = 100 is 10 on the PreActResNet18
+  the paper calibrated it on; 1 elsewhere, ``losses/laplacian.py``);
+* ``residual_blocks``: the blocks whose residual sum ``w f(x) + (1 - w) shortcut(x)`` has a
+  ``residual_weight`` (Parseval's convex sums, ``parseval.py``); empty for a plain network.
+
+Memory layout: models are built contiguous (NCHW); ``set_memory_format`` makes one
+channels-last on request (``--channels-last``), after checking that the layout is safe.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -23,6 +35,7 @@ import torch
 from torch import nn
 
 from ..data import DatasetInfo
+from ..errors import RbgError
 from ..registry import Registry
 
 MODELS: Registry[Callable[..., TappedModel]] = Registry("model")
@@ -45,6 +58,7 @@ class TappedModel(nn.Module):
 
     normalize: Normalize
     head: nn.Module
+    laplacian_gamma: float = 1.0
 
     def __init__(self, info: DatasetInfo) -> None:
         super().__init__()
@@ -68,6 +82,11 @@ class TappedModel(nn.Module):
     @property
     def block_taps(self) -> list[nn.Module]:
         raise NotImplementedError
+
+    @property
+    def residual_blocks(self) -> list[nn.Module]:
+        """Blocks with a ``residual_weight`` attribute (1.0: the plain sum ``f(x) + x``)."""
+        return []
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed(self.normalize(x))
@@ -112,9 +131,63 @@ def transform_outputs(
             h.remove()
 
 
+def model_options(name: str) -> tuple[str, ...]:
+    """The architecture options (``width``, ``feature_dim``) that a registered model takes."""
+    params = inspect.signature(MODELS.get(name).factory).parameters
+    return tuple(p for p in ("width", "feature_dim") if p in params)
+
+
 def create_model(
     name: str, info: DatasetInfo, *, width: int | None = None, feature_dim: int | None = None
 ) -> TappedModel:
-    """Build a registered model for a dataset; ``None`` options take the model's defaults."""
-    options = {k: v for k, v in {"width": width, "feature_dim": feature_dim}.items() if v}
-    return MODELS.create(name, info=info, **options)
+    """Build a registered model for a dataset; ``None`` options take the model's defaults.
+
+    An option the model does not take, or a non-positive one, is an error (never ignored)."""
+    given = {k: v for k, v in {"width": width, "feature_dim": feature_dim}.items()
+             if v is not None}
+    accepted = model_options(name)
+    for key, value in given.items():
+        flag = "--" + key.replace("_", "-")
+        if key not in accepted:
+            takes = ", ".join("--" + a.replace("_", "-") for a in accepted) or "no options"
+            raise RbgError(f"model {name!r} has no {flag} option (it takes {takes})")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise RbgError(f"{flag} must be a positive integer, got {value!r}")
+    return MODELS.create(name, info=info, **given)
+
+
+# torch 2.14.1's oneDNN channels-last Conv2d backward corrupts the heap on AVX2 CPUs for
+# convolutions of few channels (6 aborts, 4 may corrupt silently, 8 and more ran; measured with
+# ONEDNN_MAX_CPU_ISA=AVX2, tests/test_layouts.py). Channels-last is refused below this.
+MIN_CHANNELS_LAST_CHANNELS = 8
+
+
+def set_memory_format(model: nn.Module, channels_last: bool, device: torch.device | str
+                      ) -> nn.Module:
+    """Put ``model`` in the contiguous (NCHW) or channels-last layout; returns it.
+
+    Channels-last on a CPU is refused (``RbgError``) when a convolution past the input layer
+    has fewer than :data:`MIN_CHANNELS_LAST_CHANNELS` input or output channels."""
+    if not channels_last:
+        return model.to(memory_format=torch.contiguous_format)
+    if torch.device(device).type == "cpu":
+        first = getattr(model, "input_layer", None)
+        for module in model.modules():
+            if isinstance(module, nn.Conv2d) and module is not first:
+                small = min(module.in_channels, module.out_channels)
+                if small < MIN_CHANNELS_LAST_CHANNELS:
+                    raise RbgError(
+                        f"--channels-last on a CPU needs convolutions of at least "
+                        f"{MIN_CHANNELS_LAST_CHANNELS} channels (this model has one of "
+                        f"{small}; oneDNN's channels-last backward corrupts memory below "
+                        "that on some CPUs); use a larger --width or the default layout")
+    return model.to(memory_format=torch.channels_last)
+
+
+def is_channels_last_model(model: nn.Module) -> bool:
+    """Whether the model's 4-D weights are stored channels-last (``set_memory_format``)."""
+    for param in model.parameters():
+        if param.ndim == 4 and param.shape[1] * param.shape[2] * param.shape[3] > 1:
+            return not param.is_contiguous() and param.is_contiguous(
+                memory_format=torch.channels_last)
+    return False

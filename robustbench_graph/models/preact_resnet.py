@@ -43,6 +43,8 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet18(TappedModel):
+    laplacian_gamma = 10.0  # LapNet's gamma = 0.01 at b = 100 on the batch scale (laplacian.py)
+
     def __init__(self, info: DatasetInfo, width: int = 64) -> None:
         super().__init__(info)
         w = width
@@ -75,9 +77,12 @@ class PreActResNet18(TappedModel):
     def block_taps(self) -> list[nn.Module]:
         return list(self.blocks)
 
+    @property
+    def residual_blocks(self) -> list[nn.Module]:
+        return list(self.blocks)
+
 
 @MODELS.register("preactresnet18", "PreActResNet18 of LapNet (width w, default 64; "
                  "17 post-ReLU taps, 8 blocks)")
-def preactresnet18(info: DatasetInfo, width: int = 64, feature_dim: int | None = None
-                   ) -> PreActResNet18:
+def preactresnet18(info: DatasetInfo, width: int = 64) -> PreActResNet18:
     return PreActResNet18(info, width)

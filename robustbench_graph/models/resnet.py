@@ -14,6 +14,9 @@ from .base import MODELS, TappedModel
 
 
 class BasicBlock(nn.Module):
+    # Parseval networks set this to 0.5: relu(0.5 bn2(conv2(...)) + 0.5 shortcut) (parseval.py).
+    residual_weight = 1.0
+
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
@@ -30,6 +33,9 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
+        if self.residual_weight != 1.0:
+            w = self.residual_weight
+            return self.relu2(w * self.bn2(self.conv2(out)) + (1.0 - w) * self.shortcut(x))
         return self.relu2(self.bn2(self.conv2(out)) + self.shortcut(x))
 
 
@@ -66,6 +72,10 @@ class ResNet18(TappedModel):
 
     @property
     def block_taps(self) -> list[nn.Module]:
+        return list(self.blocks)
+
+    @property
+    def residual_blocks(self) -> list[nn.Module]:
         return list(self.blocks)
 
 
