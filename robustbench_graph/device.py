@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 import platform
 import random
 from pathlib import Path
@@ -14,7 +16,10 @@ from .errors import RbgError
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error."""
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an error. Every command
+    that computes resolves its device first, so this also caps torch's CPU threads
+    (:func:`limit_threads`)."""
+    limit_threads()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cpu":
@@ -24,6 +29,38 @@ def resolve_device(name: str) -> torch.device:
             raise RbgError("--device cuda asked for, but no CUDA GPU is available")
         return torch.device(name)
     raise RbgError(f"unknown device {name!r}; valid: auto, cpu, cuda")
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, capped by a cgroup v2 CPU quota
+    (``/sys/fs/cgroup/cpu.max``), which ``os.cpu_count`` and OpenMP do not see."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cpus
+
+
+def limit_threads() -> int:
+    """Cap torch's intra-op threads at :func:`available_cpus` (more threads than CPUs slow
+    small CPU kernels down several times); a user's ``OMP_NUM_THREADS`` or
+    ``RBG_NUM_THREADS`` is taken as it is. Returns the thread count in force."""
+    if "RBG_NUM_THREADS" in os.environ:
+        try:
+            torch.set_num_threads(max(1, int(os.environ["RBG_NUM_THREADS"])))
+        except ValueError:
+            raise RbgError("RBG_NUM_THREADS must be a positive integer") from None
+    elif "OMP_NUM_THREADS" not in os.environ:
+        cpus = available_cpus()
+        if torch.get_num_threads() > cpus:
+            torch.set_num_threads(cpus)
+    return torch.get_num_threads()
 
 
 def seed_everything(seed: int) -> None:
@@ -68,7 +105,7 @@ def describe_device(device: torch.device | str) -> dict[str, object]:
     device = torch.device(device)
     name = (torch.cuda.get_device_name(device) if device.type == "cuda"
             else _cpu_name())
-    return {"type": device.type, "name": name,
+    return {"type": device.type, "name": name, "threads": torch.get_num_threads(),
             "native_bf16_matmul": has_fast_bf16_matmul(device)}
 
 
