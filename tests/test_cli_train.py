@@ -56,3 +56,17 @@ def test_unwritable_out_is_refused(tmp_path):
     blocker.write_text("x")
     result = cli("train", "--dataset", "digits", "--epochs", "1", "--out", blocker / "sub")
     assert result.exit_code == 1 and "not writable" in result.output
+
+
+def test_channels_last_is_recorded_and_refused_where_unsafe(tmp_path):
+    ok = cli("train", "--dataset", "digits", "--epochs", "1", "--channels-last",
+             "--out", tmp_path, "--device", "cpu")
+    assert ok.exit_code == 0, ok.output
+    (config,) = tmp_path.rglob("config.json")
+    record = json.loads(config.read_text())
+    assert record["train"]["channels_last"] is True
+    assert record["numerics"]["layout"] == "channels_last"
+    bad = cli("train", "--dataset", "digits", "--model", "preactresnet18", "--width", "4",
+              "--epochs", "1", "--channels-last", "--out", tmp_path / "bad", "--device", "cpu")
+    assert bad.exit_code == 1 and "at least 8 channels" in bad.output
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())

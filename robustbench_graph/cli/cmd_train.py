@@ -56,6 +56,10 @@ def train(
         help="Step size beta of the Parseval retraction.")] = 0.01,
     amp: Annotated[bool, typer.Option(
         help="bf16 autocast of the forward pass and loss (for GPUs).")] = False,
+    channels_last: Annotated[bool, typer.Option(
+        help="Channels-last memory layout (NHWC kernels; faster ResNets on some hardware, "
+             "numbers differ by float rounding). Recorded in the run; refused on CPUs for "
+             "convolutions of fewer than 8 channels.")] = False,
     width: Annotated[int | None, typer.Option(help="Model width (model default if unset).")
                      ] = None,
     feature_dim: Annotated[int | None, typer.Option(
@@ -85,7 +89,7 @@ def train(
         loss_options=parse_key_values(loss_option, "--loss-option"), epochs=epochs,
         batch_size=batch_size, lr=lr, lr_milestones=milestones, lr_factor=lr_factor,
         momentum=momentum, weight_decay=weight_decay, augment=augment, grad_clip=grad_clip,
-        amp=amp,
+        amp=amp, channels_last=channels_last,
         parseval=parseval, parseval_beta=parseval_beta, split_seed=split_seed,
     )
     specs = plan_runs(cfg, seed_list, out)
