@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from .. import __version__
 from ..allocator import tune_malloc
 from ..errors import RbgError
 
@@ -25,6 +26,22 @@ console = Console()
 err_console = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"rbg {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True,
+        callback=_print_version),
+) -> None:
+    # No docstring: the app's help= stays the text of `rbg --help`.
+    pass
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..config import AttackConfig
-from ..device import resolve_device
 from ..errors import RbgError
-from ..evaluate import CellEvent, RunReport, attack_run, resolve_runs, summarize
-from ..perturbations import suite_names
 from .app import app, console, err_console, guarded
 from .options import parse_float_list, parse_int_list
+
+if TYPE_CHECKING:
+    from ..evaluate import CellEvent, RunReport
 
 
 def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
@@ -65,6 +65,11 @@ def attack(
                          ] = False,
 ) -> None:
     """Evaluate trained runs under the robustness suite (METHODS.md section 1)."""
+    # The core (torch) is imported by the command, not at start-up: `rbg --help` stays fast.
+    from ..device import resolve_device
+    from ..evaluate import attack_run, resolve_runs
+    from ..perturbations import suite_names
+
     names = suite_names(suite)
     cfg = AttackConfig(
         gaussian_snr=_floats(gaussian_snr, "--gaussian-snr"),
@@ -115,6 +120,8 @@ def attack(
 
 
 def _render(report: RunReport) -> None:
+    from ..evaluate import summarize
+
     table = Table(title=f"{report.name}  ({len(report.computed)} cells computed, "
                         f"{len(report.skipped)} cached)", title_justify="left")
     for col in ("perturbation", "setting", "metric", "mean", "std", "repeats"):

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from ..report import NoUsableResults, Report, build_report
-from ..report.tables import Table
 from .app import app, console, err_console, guarded
+
+if TYPE_CHECKING:
+    from ..report import Report
+    from ..report.tables import Table
 
 CELL_WIDTH = 19  # "97.5 [96.1–98.0]*" plus padding
 
@@ -28,6 +30,9 @@ def report(
     plots: Annotated[bool, typer.Option(help="Draw the box plots (PNG and SVG).")] = True,
 ) -> None:
     """Summarise every results.csv under --runs; write tables, plots and index.html to --out."""
+    # The core (pandas, matplotlib) is imported by the command: `rbg --help` stays fast.
+    from ..report import NoUsableResults, build_report
+
     try:
         result = build_report(runs, out, baseline=baseline, plots=plots)
     except NoUsableResults as err:

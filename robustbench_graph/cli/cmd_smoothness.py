@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..device import resolve_device
-from ..smoothness import collect_runs, plot_smoothness, smoothness_table, write_table
 from .app import app, console, err_console, guarded
 from .options import ensure_writable_dir
 
@@ -31,6 +29,10 @@ def smoothness(
              "~/.cache/robustbench_graph/data].")] = None,
 ) -> None:
     """Smoothness tr(S^T L^m S), m = 1 and 2, of the label signals after every ReLU."""
+    # The core (torch) is imported by the command: `rbg --help` stays fast.
+    from ..device import resolve_device
+    from ..smoothness import collect_runs, plot_smoothness, smoothness_table, write_table
+
     complete, skipped = collect_runs(runs)
     for path in skipped:
         err_console.print(f"[yellow]skipping unfinished run[/] {path}")

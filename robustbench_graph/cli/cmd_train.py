@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..config import TrainConfig, parse_seeds
-from ..data import DATASETS, default_data_dir, load_dataset
-from ..device import resolve_device
 from ..errors import RbgError
-from ..losses import LOSSES
-from ..models import MODELS
-from ..train import RunOutcome, TrainingDiverged, plan_runs, train_run
 from .app import app, console, err_console, guarded
 from .options import ensure_writable_dir, parse_int_list, parse_key_values
+
+if TYPE_CHECKING:
+    from ..train import RunOutcome
 
 
 @app.command()
@@ -78,6 +76,13 @@ def train(
                          ] = False,
 ) -> None:
     """Train one model per seed; each run gets its own folder under --out."""
+    # The core (torch) is imported by the command, not at start-up: `rbg --help` stays fast.
+    from ..data import DATASETS, default_data_dir, load_dataset
+    from ..device import resolve_device
+    from ..losses import LOSSES
+    from ..models import MODELS
+    from ..train import RunOutcome, TrainingDiverged, plan_runs, train_run
+
     DATASETS.get(dataset)
     MODELS.get(model)
     LOSSES.get(loss)
