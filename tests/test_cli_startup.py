@@ -19,7 +19,14 @@ def _rbg(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_cli_imports_no_heavy_library() -> None:
-    code = ("import sys, robustbench_graph.cli.commands, robustbench_graph\n"
+    # Build the click app with every command registered and render every help text in the
+    # same process: typer evaluates the commands' annotations there.
+    code = ("import sys, typer.main, robustbench_graph.cli.commands, robustbench_graph\n"
+            "from typer.testing import CliRunner\n"
+            "from robustbench_graph.cli import app\n"
+            "typer.main.get_command(app)\n"
+            f"for args in [['--help'], ['--version'], *[[c, '--help'] for c in {COMMANDS!r}]]:\n"
+            "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
             f"print(*[m for m in {HEAVY!r} if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
@@ -34,11 +41,17 @@ def test_version() -> None:
     assert result.stdout.strip() == f"rbg {__version__}"
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", ("", *COMMANDS))
 def test_every_command_has_help(command: str) -> None:
-    result = _rbg(command, "--help")
+    result = _rbg(*filter(None, [command]), "--help")
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
+
+
+def test_no_arguments_show_the_help() -> None:
+    result = _rbg()
+    assert "Usage" in result.stdout + result.stderr
+    assert all(c in result.stdout + result.stderr for c in COMMANDS)
 
 
 def test_public_api_still_resolves() -> None:
