@@ -60,3 +60,9 @@ def test_public_api_still_resolves() -> None:
     assert callable(robustbench_graph.load_run) and callable(robustbench_graph.load_dataset)
     with pytest.raises(AttributeError):
         robustbench_graph.no_such_name  # noqa: B018
+
+
+def test_help_shows_the_dataset_dependent_defaults() -> None:
+    """Brackets in help texts are escaped, so rich does not take them for markup."""
+    text = " ".join(_rbg("train", "--help").stdout.split())
+    assert "[default: per dataset: 0.05 for" in text.replace("│ ", "").replace(" │", "")

@@ -26,21 +26,21 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
 @guarded
 def attack(
     run_dirs: Annotated[list[Path] | None, typer.Argument(
-        help="Run folders (or folders of runs) to attack [default: --runs].")] = None,
+        help="Run folders (or folders of runs) to attack \\[default: --runs].")] = None,
     runs: Annotated[Path, typer.Option(help="Folder searched for run folders.")] = Path("runs"),
     suite: Annotated[str, typer.Option(
         help="'all' or a comma list of perturbations (rbg list perturbations).")] = "all",
     samples: Annotated[int | None, typer.Option(
-        help="Evaluate on an evenly spaced subset of this many test images [default: all].")
+        help="Evaluate on an evenly spaced subset of this many test images \\[default: all].")
     ] = None,
     gaussian_snr: Annotated[str | None, typer.Option(
-        help="Target SNRs in dB of shared Gaussian noise [default: 15,20; MNIST-like sets "
+        help="Target SNRs in dB of shared Gaussian noise \\[default: 15,20; MNIST-like sets "
              "20,15,10,5].")] = None,
     gaussian_iid_snr: Annotated[str | None, typer.Option(
-        help="Target SNRs in dB of i.i.d. Gaussian noise [default as --gaussian-snr].")] = None,
+        help="Target SNRs in dB of i.i.d. Gaussian noise \\[default as --gaussian-snr].")] = None,
     gaussian_draws: Annotated[int, typer.Option(help="Noise draws per SNR.")] = 40,
     fgsm_snr: Annotated[str | None, typer.Option(
-        help="Target SNRs in dB of FGSM [default: 33; MNIST-like sets 33,25,20,15].")] = None,
+        help="Target SNRs in dB of FGSM \\[default: 33; MNIST-like sets 33,25,20,15].")] = None,
     fgsm_linf: Annotated[str | None, typer.Option(
         help="Also FGSM with these L-infinity budgets (e.g. 0.01,0.03).")] = None,
     deepfool_samples: Annotated[int, typer.Option(help="DeepFool test subset size.")] = 1000,
@@ -57,7 +57,7 @@ def attack(
     dropout_repeats: Annotated[int, typer.Option(help="Dropout repeats per rate.")] = 40,
     quantize_bits: Annotated[str, typer.Option(help="Weight bit widths.")] = "5",
     batch_size: Annotated[int | None, typer.Option(
-        help="Evaluation batch size [default: 1000 on GPUs, 200 on CPUs].")] = None,
+        help="Evaluation batch size \\[default: 1000 on GPUs, 200 on CPUs].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     data_dir: Annotated[Path | None, typer.Option(help="Folder of torchvision datasets.")
                         ] = None,

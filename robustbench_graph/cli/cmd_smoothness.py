@@ -22,10 +22,10 @@ def smoothness(
     batch_size: Annotated[int, typer.Option(
         help="Test images per graph (LapNet: 100); only full batches are used.")] = 100,
     limit: Annotated[int | None, typer.Option(
-        help="Use only the first N test images [default: all].")] = None,
+        help="Use only the first N test images \\[default: all].")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     data_dir: Annotated[Path | None, typer.Option(
-        help="Folder of torchvision datasets [default: $RBG_DATA_DIR or "
+        help="Folder of torchvision datasets \\[default: $RBG_DATA_DIR or "
              "~/.cache/robustbench_graph/data].")] = None,
 ) -> None:
     """Smoothness tr(S^T L^m S), m = 1 and 2, of the label signals after every ReLU."""

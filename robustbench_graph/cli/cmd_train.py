@@ -31,14 +31,14 @@ def train(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 100,
     lr: Annotated[float | None, typer.Option(
-        help="Initial learning rate [default: per dataset: 0.05 for MNIST-like sets, "
+        help="Initial learning rate \\[default: per dataset: 0.05 for MNIST-like sets, "
              "0.1 (LapNet) otherwise].")] = None,
     lr_milestones: Annotated[str | None, typer.Option(
         help="Epochs at which the lr is multiplied by --lr-factor, e.g. 50 or 60,120 "
-             "[default: per dataset: 80% of the epochs for MNIST-like sets, half-way "
+             "\\[default: per dataset: 80% of the epochs for MNIST-like sets, half-way "
              "otherwise].")] = None,
     lr_factor: Annotated[float | None, typer.Option(
-        help="Learning-rate factor at each milestone [default: per dataset: 0.1 for "
+        help="Learning-rate factor at each milestone \\[default: per dataset: 0.1 for "
              "MNIST-like sets, 0.01 (0.1 -> 0.001, LapNet) otherwise].")] = None,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
     weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 5e-4,
@@ -68,7 +68,7 @@ def train(
     out: Annotated[Path, typer.Option(help="Folder that receives the run folders.")] = Path(
         "runs"),
     data_dir: Annotated[Path | None, typer.Option(
-        help="Folder of torchvision datasets [default: $RBG_DATA_DIR or "
+        help="Folder of torchvision datasets \\[default: $RBG_DATA_DIR or "
              "~/.cache/robustbench_graph/data].")] = None,
     download: Annotated[bool, typer.Option(help="Download torchvision datasets if missing.")
                         ] = False,
