@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -98,6 +99,10 @@ class TrainConfig:
                                f"got {value}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise RbgError(f"--grad-clip must be positive, got {self.grad_clip}")
+        if not 0 <= self.split_seed <= MAX_SEED:
+            raise RbgError(f"--split-seed must be in 0..{MAX_SEED}, got {self.split_seed}")
+        _require_finite(self, ("lr", "lr_factor", "momentum", "weight_decay", "grad_clip",
+                               "parseval_beta"))
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,7 +118,18 @@ class TrainConfig:
         return cls(**known)
 
 
+def _require_finite(config: Any, names: tuple[str, ...]) -> None:
+    """Raise unless every number in the named fields (scalars or tuples) is finite."""
+    for name in names:
+        value = getattr(config, name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise RbgError(f"--{name.replace('_', '-')} must be a finite number, got {v}")
+
+
 _SEED_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+MAX_SEED = 2**32 - 1  # NumPy's seed range; torch's is wider
+MAX_SEEDS = 10_000  # seeds in one command: beyond that it is a typo, not a sweep
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -127,6 +143,10 @@ def parse_seeds(text: str) -> list[int]:
         hi = int(match.group(2)) if match.group(2) is not None else lo
         if hi < lo:
             raise RbgError(f"malformed seed range {part.strip()!r}: end before start")
+        if hi > MAX_SEED:
+            raise RbgError(f"seed {hi} is out of range (0 to {MAX_SEED})")
+        if hi - lo + 1 + len(seeds) > MAX_SEEDS:
+            raise RbgError(f"seed list {text!r} names more than {MAX_SEEDS} seeds")
         seeds.update(range(lo, hi + 1))
     return sorted(seeds)
 
@@ -184,6 +204,11 @@ class AttackConfig:
         return replace(self, **{k: v for k, v in preset.items() if getattr(self, k) is None})
 
     def validate(self) -> None:
+        _require_finite(self, ("gaussian_snr", "gaussian_iid_snr", "fgsm_snr", "fgsm_linf",
+                               "deepfool_overshoot", "dropout_p"))
+        if self.deepfool_candidates < 2:
+            raise RbgError(f"--deepfool-candidates must be at least 2, got "
+                           f"{self.deepfool_candidates}")
         for name in ("gaussian_snr", "gaussian_iid_snr", "fgsm_snr"):
             for snr in getattr(self, name) or ():
                 if not -20.0 <= snr <= 120.0:

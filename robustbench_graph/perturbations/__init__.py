@@ -1,6 +1,7 @@
 """Perturbation registry; every module in this package registers its perturbations on import.
 The suite order follows :data:`SUITE_ORDER` (cheap first)."""
 
+from ..errors import RbgError
 from ..registry import import_submodules
 from .base import (
     PERTURBATIONS,
@@ -24,6 +25,9 @@ def suite_names(spec: str) -> list[str]:
         chosen = names
     else:
         chosen = [s.strip() for s in spec.split(",") if s.strip()]
+        if not chosen:
+            raise RbgError("--suite is empty; give 'all' or perturbation names "
+                           "(rbg list perturbations)")
         for name in chosen:
             PERTURBATIONS.get(name)
     order = {n: i for i, n in enumerate(SUITE_ORDER)}
