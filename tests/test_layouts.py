@@ -71,9 +71,10 @@ def test_train_and_attack_steps_run_in_every_selectable_layout(name: str, channe
         f"exit {proc.returncode}: {proc.stderr[-2000:]}")
 
 
+@pytest.mark.parametrize("dataset", ["cifar10", "mnist5k"])  # 3- and 1-channel first layers
 @pytest.mark.parametrize("name", MODELS.names())
-def test_models_are_contiguous_unless_asked(name: str) -> None:
-    model = create_model(name, dataset_info("cifar10"), width=8)
+def test_models_are_contiguous_unless_asked(name: str, dataset: str) -> None:
+    model = create_model(name, dataset_info(dataset), width=8)
     assert not is_channels_last_model(set_memory_format(model, False, "cpu"))
     assert is_channels_last_model(set_memory_format(model, True, "cpu"))
 

@@ -185,9 +185,12 @@ def set_memory_format(model: nn.Module, channels_last: bool, device: torch.devic
 
 
 def is_channels_last_model(model: nn.Module) -> bool:
-    """Whether the model's 4-D weights are stored channels-last (``set_memory_format``)."""
+    """Whether the model's 4-D weights are stored channels-last (``set_memory_format``),
+    judged on the first one whose two layouts differ (a one-channel weight is both)."""
     for param in model.parameters():
-        if param.ndim == 4 and param.shape[1] * param.shape[2] * param.shape[3] > 1:
-            return not param.is_contiguous() and param.is_contiguous(
-                memory_format=torch.channels_last)
+        if param.ndim != 4:
+            continue
+        dense, nhwc = param.is_contiguous(), param.is_contiguous(memory_format=torch.channels_last)
+        if dense != nhwc:
+            return nhwc
     return False
