@@ -30,7 +30,7 @@ from .data import DatasetInfo, dataset_info
 from .device import describe_device
 from .errors import RbgError
 from .io import atomic_write, write_json_atomic
-from .losses import LOSSES, method_name, parse_loss_options, resolved_options
+from .losses import LOSSES, create_loss, method_name, parse_loss_options, resolved_options
 from .models import TappedModel, create_model, set_memory_format
 from .parseval import make_parseval
 
@@ -66,9 +66,8 @@ class RunSpec:
         hardware = {}
         if device is not None:
             device = torch.device(device)
-            loss = LOSSES.get(self.config.loss).factory(
-                parse_loss_options(self.config.loss, self.config.loss_options),
-                dataset_info(self.config.dataset).num_classes)
+            loss = create_loss(self.config.loss, self.config.loss_options,
+                               dataset_info(self.config.dataset).num_classes)
             hardware = {
                 "hardware": describe_device(device),
                 "numerics": {

@@ -106,6 +106,18 @@ def resolve_grad_dtype(name: str, device: torch.device) -> torch.dtype | None:
     return GRAD_DTYPES[name]
 
 
+def resolve_form(form: str, batch_size: int, num_classes: int, m: int, k: int | None,
+                 gram_dtype: torch.dtype | None, grad_dtype: torch.dtype | None,
+                 device_type: str) -> str:
+    """``gram`` or ``lowrank`` for ``form``: ``auto`` takes the low-rank form where it was
+    measured faster (``graph_lowrank.prefer_lowrank``), never with a bfloat16 forward."""
+    if form != "auto":
+        return form
+    fast = gram_dtype is None and prefer_lowrank(
+        batch_size, num_classes, m, k, grad_dtype == torch.bfloat16, device_type)
+    return "lowrank" if fast else "gram"
+
+
 def regulariser(
     representations: Sequence[torch.Tensor],
     labels: torch.Tensor,
@@ -126,10 +138,8 @@ def regulariser(
     b = labels.shape[0]
     scale = float(b) ** (m + 1) if normalize == "batch" else 1.0
     with torch.autocast(labels.device.type, enabled=False):
-        if form == "auto":
-            fast = gram_dtype is None and prefer_lowrank(
-                b, num_classes, m, k, grad_dtype == torch.bfloat16, labels.device.type)
-            form = "lowrank" if fast else "gram"
+        form = resolve_form(form, b, num_classes, m, k, gram_dtype, grad_dtype,
+                            labels.device.type)
         if form == "lowrank":
             if not is_dense_graph(k, b):
                 raise RbgError("laplacian form=lowrank needs the dense graph (k none)")
@@ -191,11 +201,8 @@ class LaplacianLoss(TrainingLoss):
     def numerics(self, device: torch.device, batch_size: int) -> dict[str, str]:
         o = self.options
         grad = resolve_grad_dtype(o.grad_dtype, device)
-        form = o.form
-        if form == "auto":
-            fast = o.gram_dtype == "float32" and prefer_lowrank(
-                batch_size, self.num_classes, o.m, o.k, grad == torch.bfloat16, device.type)
-            form = "lowrank" if fast else "gram"
+        form = resolve_form(o.form, batch_size, self.num_classes, o.m, o.k,
+                            GRAM_DTYPES[o.gram_dtype], grad, device.type)
         grad_name = "float32" if grad is None or form == "lowrank" else "bfloat16"
         return {"form": form, "gram_dtype": o.gram_dtype if form == "gram" else "float32",
                 "grad_dtype": grad_name}
