@@ -16,8 +16,30 @@ backward passes, parameter gradients included, over the whole batch until every 
 fooled). Those backward passes are also cheaper: images take the model's memory layout
 (channels-last only where the model was put in it), eval-mode batch norms backpropagate by one
 multiply, and with an ``input_layer`` hint a one-channel first convolution takes PyTorch's own
-kernel (``bench/RESULTS.md``). Results agree with foolbox's
-up to float rounding.
+kernel (``bench/RESULTS.md``). Results agree with foolbox's up to float rounding. With
+``overshoot_schedule="per-step"`` it reproduces foolbox 1.6.1's ``DeepFoolAttack`` instead.
+
+Two overshoot schedules (``overshoot_schedule``); both take each step ``r_k`` from the
+linearisation at the current point ``x_k``:
+
+* ``"total"`` (default; foolbox 3.3.4): the overshoot is applied once, to the accumulated
+  perturbation, ``x_{k+1} = clip(x0 + (1 + overshoot) * (r_0 + ... + r_k))``, and ``1e-4`` is
+  added to the chosen boundary distance.
+* ``"per-step"`` (foolbox 1.6.1's ``DeepFoolAttack``, as LapNet used it: factor fixed at 1.05,
+  i.e. ``overshoot=0.05``, ``steps=100``, ``subsample=10``, i.e. ``candidates=10``, and
+  cross-entropy differences): every step is scaled and the point clipped,
+  ``x_{k+1} = clip(x_k + (1 + overshoot) * r_k)``, with nothing added to the distance; the
+  reference class is the label and, at each step, only the candidates whose logit is below
+  the label's are compared (rules that differ from ``"total"`` on exactly tied logits only).
+  foolbox 1.6.1 returns no adversarial for a sample not fooled within ``steps`` steps; here,
+  as for ``"total"``, its last iterate is returned.
+
+Where no clipping happens the two iterations coincide up to that ``1e-4``. They part where
+clipping cuts a step: ``"total"`` keeps the cut part in its accumulated perturbation, and its
+``1e-4`` carries it across a boundary that ``"per-step"`` only approaches geometrically when
+clipping removes more than ``1 - 1/(1 + overshoot)`` (4.8% at 1.05) of each step's progress
+(e.g. pixels at the bounds, as MNIST's zeros); such a sample ends at or just short of the
+boundary, where rounding can decide its side.
 """
 
 from __future__ import annotations
@@ -163,8 +185,10 @@ def deepfool(
     loss: str = "logits",
     bounds: tuple[float, float] = (0.0, 1.0),
     input_layer: nn.Module | None = None,
+    overshoot_schedule: str = "total",
 ) -> torch.Tensor:
-    """Minimal DeepFool adversarials, as foolbox 3.3.4's DeepFool with ``epsilons=None``.
+    """Minimal DeepFool adversarials, as foolbox 3.3.4's DeepFool with ``epsilons=None``
+    (or foolbox 1.6.1's with ``overshoot_schedule="per-step"``).
 
     Semantics (foolbox's ``DeepFoolAttack.run``): the candidate classes are the top
     ``candidates`` logits of the clean input (all classes if ``None``), the first being the
@@ -179,6 +203,12 @@ def deepfool(
     ``clip(x0 + (1 + overshoot) * p, *bounds)``. The point after the last step is returned
     whether or not it is adversarial.
 
+    With ``overshoot_schedule="per-step"`` (foolbox 1.6.1's ``DeepFoolAttack``; its
+    ``steps=100, subsample=10`` and fixed factor 1.05 are ``steps=100, candidates=10,
+    overshoot=0.05``), ``i0`` is the label, candidates whose current logit is not below the
+    label's are skipped, ``d`` is the smallest distance itself (no ``1e-4``), and each step
+    moves the current point: ``x <- clip(x + (1 + overshoot) * step, *bounds)``.
+
     Args:
         model: Classifier on inputs in ``bounds``, in eval mode (it is not modified, no
             parameter gradients are left on it).
@@ -188,25 +218,33 @@ def deepfool(
         steps: Maximum number of iterations (foolbox ``steps``).
         candidates: Number of most likely clean classes considered, or ``None`` for all
             (foolbox ``candidates``).
-        overshoot: Relative overshoot of the accumulated perturbation (foolbox ``overshoot``).
+        overshoot: Relative overshoot of the accumulated perturbation (foolbox ``overshoot``),
+            or of every step with ``overshoot_schedule="per-step"``.
         loss: ``"logits"`` or ``"crossentropy"`` (foolbox ``loss``).
         bounds: Input range, as foolbox's ``PyTorchModel(bounds=...)``.
         input_layer: Optional module of ``model`` through whose single output every path from
             the input to the logits passes (``TappedModel.input_layer``); a speed hint only,
             used where it pays (``_split_layer``), never changing the result beyond rounding.
+        overshoot_schedule: ``"total"`` (foolbox 3.3.4) or ``"per-step"`` (foolbox 1.6.1);
+            see the module docstring.
 
     Returns:
         The adversarial images (foolbox's raw output), same shape, dtype and device as
         ``images``; unsuccessful samples hold their last iterate.
 
     Raises:
-        ValueError: On an unknown ``norm`` or ``loss``, fewer than 2 candidate classes,
-            mismatched shapes, or inputs outside ``bounds``.
+        ValueError: On an unknown ``norm``, ``loss`` or ``overshoot_schedule``, fewer than
+            2 candidate classes, mismatched shapes, or inputs outside ``bounds``.
     """
     if norm not in ("l2", "linf"):
         raise ValueError(f"expected norm to be 'l2' or 'linf', got {norm!r}")
     if loss not in ("logits", "crossentropy"):
         raise ValueError(f"expected loss to be 'logits' or 'crossentropy', got {loss!r}")
+    if overshoot_schedule not in ("total", "per-step"):
+        raise ValueError("expected overshoot_schedule to be 'total' or 'per-step', "
+                         f"got {overshoot_schedule!r}")
+    per_step = overshoot_schedule == "per-step"
+    step_eps = 0.0 if per_step else _STEP_EPS  # foolbox 1.6.1 adds nothing to the distance
     if images.shape[:1] != labels.shape:
         raise ValueError(f"images {tuple(images.shape)} and labels {tuple(labels.shape)} differ")
     if model.training:
@@ -228,7 +266,7 @@ def deepfool(
         x0 = x0.contiguous(memory_format=layout)
     x = x0.clone()
     split = _split_layer(input_layer, x0)
-    p_total = torch.zeros_like(x0)
+    p_total = None if per_step else torch.zeros_like(x0)
     active = torch.arange(len(x0), device=x0.device)  # samples not yet adversarial
     classes: torch.Tensor | None = None
     n_cand = 0
@@ -245,8 +283,14 @@ def deepfool(
                         f"expected at least 2 candidate classes, got {n_cand} "
                         f"(model has {logits.shape[-1]} outputs)"
                     )
+                key = logits.detach()
+                if per_step:
+                    # foolbox 1.6.1: the reference class is the label (the clean top-1 for
+                    # every sample that gets stepped, up to ties), the others the most likely
+                    is_label = torch.arange(key.shape[-1], device=key.device) == labels[:, None]
+                    key = key.masked_fill(is_label, float("inf"))
                 # foolbox: argsort ascending, then flip (matters only for tied logits)
-                classes = logits.detach().argsort(dim=-1).flip(-1)[:, :n_cand]
+                classes = key.argsort(dim=-1).flip(-1)[:, :n_cand]
             keep = logits.detach().argmax(dim=-1) == labels[active]
             n_keep = int(keep.sum())
             if n_keep == 0:
@@ -274,9 +318,19 @@ def deepfool(
             else:
                 gnorm = flat.abs().sum(dim=-1) + _DIST_EPS
             distances = losses.abs() / gnorm
+            if per_step:
+                # foolbox 1.6.1 considers only the candidates whose logit is below the label's
+                # at the current point (all but exact ties); with none left it would fail, here
+                # such a sample stays where it is.
+                z = logits.detach() if select is None else logits.detach()[select]
+                cls = classes[active]
+                tied = z.gather(1, cls[:, 1:]) >= z.gather(1, cls[:, :1])
+                distances = distances.masked_fill(tied, float("inf"))
             best = distances.argmin(dim=1)
             rows = torch.arange(len(active), device=x0.device)
-            dist = distances[rows, best] + _STEP_EPS
+            dist = distances[rows, best] + step_eps
+            if per_step:
+                dist = dist.masked_fill(tied.all(dim=1), 0.0)
             grad = grads[rows, best]
             shape = (-1,) + (1,) * (x0.ndim - 1)
             if norm == "l2":
@@ -284,8 +338,11 @@ def deepfool(
                 p_step = (dist / gn2).view(shape) * grad
             else:
                 p_step = dist.view(shape) * grad.sign()
-            p_total[active] += p_step
-            x[active] = (x0[active] + (1.0 + overshoot) * p_total[active]).clamp(lo, hi)
+            if p_total is None:  # per-step: x_{k+1} = clip(x_k + (1 + overshoot) r_k)
+                x[active] = (x[active] + (1.0 + overshoot) * p_step).clamp(lo, hi)
+            else:  # total: x_{k+1} = clip(x_0 + (1 + overshoot) (r_0 + ... + r_k))
+                p_total[active] += p_step
+                x[active] = (x0[active] + (1.0 + overshoot) * p_total[active]).clamp(lo, hi)
     return x.contiguous(memory_format=_memory_format(images))
 
 

@@ -227,3 +227,181 @@ def test_matches_foolbox_on_a_batchnorm_resnet(norm, monkeypatch):
         plain = deepfool(model, x, y, norm=norm, **kwargs)
     torch.testing.assert_close(_norms(plain, x, norm), _norms(ref, x, norm), rtol=1e-6,
                                atol=1e-6)
+
+
+# --- foolbox 1.6.1's schedule (overshoot_schedule="per-step") ---------------------------------
+
+
+def _deepfool_161(model, x0, label, *, norm, steps=100, subsample=10, factor=1.05,
+                  bounds=(0.0, 1.0)):  # noqa: ANN001, ANN202
+    """foolbox 1.6.1's ``DeepFoolAttack`` on one image, written out step by step.
+
+    The candidates are the top ``subsample`` classes of the clean logits, fixed; at each step
+    only those whose current logit is below the label's are compared, by the linearised
+    difference of cross-entropies (each gradient by its own backward pass); the nearest one
+    gives the step ``|dl| / (||dg|| + 1e-8)^2 * -dg`` (L2) or ``|dl| / (||dg||_1 + 1e-8) *
+    sign(-dg)`` (L-inf), and the point moves by ``factor`` times that step, then is clipped.
+    Returns the first misclassified iterate, else the last one.
+    """
+
+    def crossentropy(logits, k):  # noqa: ANN001, ANN202
+        shifted = logits - logits.max()
+        return shifted.exp().sum().log() - shifted[k]
+
+    with torch.no_grad():
+        clean = model(x0[None])[0]
+    if clean.argmax() != label:
+        return x0.clone()
+    top = clean.argsort(descending=True)[:subsample].tolist()
+    x = x0.clone()
+    for _ in range(steps):
+        x = x.detach().requires_grad_(True)
+        out = model(x[None])
+        logits = out[0].detach()
+        if logits.argmax() != label:
+            break
+
+        def ce_gradient(k, x=x, out=out):  # noqa: ANN001, ANN202
+            ce = torch.nn.functional.cross_entropy(out, torch.tensor([k]))
+            return torch.autograd.grad(ce, x, retain_graph=True)[0]
+
+        residual = [k for k in top if logits[k] < logits[label]]
+        if not residual:  # 1.6.1: np.argmin of an empty list
+            raise ValueError("no candidate class below the label's")
+        g_label = ce_gradient(label)
+        best = None
+        for k in residual:
+            dl = crossentropy(logits, label) - crossentropy(logits, k)  # -ce_k - (-ce_label)
+            dg = ce_gradient(k) - g_label
+            dg_norm = dg.norm() if norm == "l2" else dg.abs().sum()
+            distance = dl.abs() / (dg_norm + 1e-8)
+            if best is None or distance < best[0]:  # the first of equal ones, as np.argmin
+                best = (distance, dl, dg, dg_norm)
+        _, dl, dg, dg_norm = best
+        if norm == "l2":
+            step = dl.abs() / (dg_norm + 1e-8) ** 2 * -dg
+        else:
+            step = dl.abs() / (dg_norm + 1e-8) * (-dg).sign()
+        x = (x + factor * step).clamp(*bounds)
+    return x.detach()
+
+
+PER_STEP = dict(overshoot_schedule="per-step", overshoot=0.05, steps=100, candidates=10,
+                loss="crossentropy")
+
+
+def _tiny_cnn() -> tuple[torch.nn.Module, torch.nn.Module]:
+    torch.manual_seed(0)
+    model = create_model("smallcnn", dataset_info("mnist"), width=4, feature_dim=16)
+    return model.double().eval(), model.input_layer
+
+
+def _tiny_mlp() -> tuple[torch.nn.Module, None]:
+    """16 classes, so that the top-10 candidate subset is a real restriction."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 16))
+    return model.double().eval(), None
+
+
+def _per_step_case(model, norm, input_layer=None):  # noqa: ANN001, ANN202
+    """Random images, labelled by the model except two; the native per-step DeepFool and the
+    reference on each. In float64: in float32 the two round the cross-entropy differences
+    differently, by up to 3e-4 relative on an input whose clean margin is 5e-5."""
+    torch.manual_seed(1)
+    x = torch.rand(16, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    y[:2] = (y[:2] + 1) % 10  # two misclassified inputs
+    adv = deepfool(model, x, y, norm=norm, input_layer=input_layer, **PER_STEP)
+    ref = torch.stack([_deepfool_161(model, xi, int(yi), norm=norm)
+                       for xi, yi in zip(x, y, strict=True)])
+    return x, y, adv, ref
+
+
+@pytest.mark.parametrize("norm", ["l2", "linf"])
+@pytest.mark.parametrize("make_model", [_tiny_cnn, _tiny_mlp], ids=["cnn", "mlp"])
+def test_per_step_matches_foolbox_161_reference(make_model, norm):
+    model, input_layer = make_model()
+    x, y, adv, ref = _per_step_case(model, norm, input_layer)
+    assert adv.shape == x.shape and adv.dtype == x.dtype
+    assert adv.min() >= 0 and adv.max() <= 1
+    torch.testing.assert_close(_norms(adv, x, norm), _norms(ref, x, norm), rtol=1e-10,
+                               atol=1e-12)
+    with torch.no_grad():
+        success, ref_success = model(adv).argmax(1) != y, model(ref).argmax(1) != y
+    assert torch.equal(success, ref_success) and success[2:].all()
+    assert torch.equal(adv[:2], x[:2])  # misclassified inputs come back unchanged
+    assert all(p.grad is None for p in model.parameters())
+    # foolbox 3.3.4's schedule, same parameters, gives other perturbations (its 1e-4 alone
+    # makes them 0.3% larger or more here)
+    total = deepfool(model, x, y, norm=norm, **{**PER_STEP, "overshoot_schedule": "total"})
+    assert not torch.allclose(_norms(total, x, norm)[2:], _norms(adv, x, norm)[2:], rtol=1e-3)
+
+
+def test_per_step_stalls_where_clipping_cuts_every_step():
+    """A linear 2-class model whose boundary the step reaches through four coordinates of
+    which three sit at the lower bound: clipping keeps a quarter of every step, so 1.6.1's
+    iteration, with no 1e-4 added, closes only 1.05 / 4 of the gap per step and never crosses
+    (the gap after 100 steps is 0.3 * 0.7375^100), while foolbox 3.3.4's 1e-4 gets across."""
+    model = torch.nn.Linear(4, 2).double().eval()
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.0, 0, 0, 0], [-1, -1, -1, 1]]))
+        model.bias.copy_(torch.tensor([0.0, -0.5]))
+    x = torch.tensor([[0.0, 0, 0, 0.2]], dtype=torch.float64)
+    y = torch.tensor([0])
+    adv = deepfool(model, x, y, norm="l2", **PER_STEP)
+    gap = 0.3 * (1 - 1.05 / 4) ** 100
+    torch.testing.assert_close(adv, torch.tensor([[0.0, 0, 0, 0.5 - gap]], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+    torch.testing.assert_close(adv, _deepfool_161(model, x[0], 0, norm="l2")[None], rtol=0,
+                               atol=1e-15)
+    with torch.no_grad():
+        assert model(adv).argmax(1).item() == 0
+        total = deepfool(model, x, y, norm="l2", **{**PER_STEP, "overshoot_schedule": "total"})
+        assert model(total).argmax(1).item() == 1
+
+
+class _TwinOutput(torch.nn.Module):
+    """Appends a copy of logit ``c``: that class ties, bit for bit, with ``c`` everywhere."""
+
+    def __init__(self, model: torch.nn.Module, c: int) -> None:
+        super().__init__()
+        self.model, self.c = model, c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.model(x)
+        return torch.cat([z, z[:, self.c:self.c + 1]], dim=1)
+
+
+def test_per_step_skips_tied_candidates_as_foolbox_161():
+    """A class tied with the label is no candidate in foolbox 1.6.1 (its logit is not below
+    the label's); foolbox 3.3.4's rule steps towards it by zero and never gets anywhere."""
+    mlp, _ = _tiny_mlp()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        c = int(mlp(torch.rand(16, 1, 28, 28, dtype=torch.float64)).argmax(1).mode().values)
+    model = _TwinOutput(mlp, c).eval()
+    x, y, adv, ref = _per_step_case(model, "l2")
+    tied = y == c  # argmax picks c, the first of the two
+    assert tied[2:].sum() >= 2, "the test needs inputs predicted as the twinned class"
+    torch.testing.assert_close(_norms(adv, x, "l2"), _norms(ref, x, "l2"), rtol=1e-10,
+                               atol=1e-12)
+    with torch.no_grad():
+        success, ref_success = model(adv).argmax(1) != y, model(ref).argmax(1) != y
+    assert torch.equal(success, ref_success) and success[2:].all()
+    total = deepfool(model, x, y, norm="l2", **{**PER_STEP, "overshoot_schedule": "total"})
+    assert torch.equal(total[tied], x[tied])
+
+
+def test_overshoot_schedule_is_checked_and_total_is_the_default():
+    model, _ = _tiny_mlp()
+    torch.manual_seed(1)
+    x = torch.rand(8, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    with pytest.raises(ValueError, match="overshoot_schedule"):
+        deepfool(model, x, y, overshoot_schedule="per_step")
+    with pytest.raises(ValueError, match="overshoot_schedule"):
+        deepfool(model, x[:0], y[:0], overshoot_schedule="")
+    assert torch.equal(deepfool(model, x, y, overshoot_schedule="total"), deepfool(model, x, y))
