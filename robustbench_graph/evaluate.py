@@ -1,9 +1,13 @@
 """The attack driver: (run folder, cell) pairs are the units of evaluation work.
 
-For each run, the cells of the requested suite that are not yet in its ``results.csv`` are
-measured one at a time; each finished cell is appended atomically under a per-run file lock,
-so an interrupted attack loses at most the cell in flight and two processes on the same runs
-never corrupt or duplicate results. The core never prints; progress goes to ``on_event``.
+For each run, the suite is resolved for the run's dataset family and expanded into cells.
+A cell already in ``results.csv`` under the same settings fingerprint is reused; under other
+settings it is refused (naming what differs) unless ``overwrite``, which recomputes it. Each
+finished cell is written under a per-run file lock: its settings into ``attack.json``, then
+its rows into ``results.csv`` in one atomic write that replaces any earlier rows of the cell.
+An interrupted attack loses at most the cell in flight and never an earlier result; two
+processes on the same runs never corrupt or duplicate results. The core never prints;
+progress goes to ``on_event``.
 """
 
 from __future__ import annotations
@@ -18,21 +22,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .config import AttackConfig
+from . import __version__
+from .attack_record import note_cell, read_attack_record, settings_difference, settings_of
+from .config import AttackConfig, ImageSubset
 from .data import ImageData, load_dataset
 from .device import eval_batch_size
 from .errors import RbgError
-from .perturbations import PERTURBATIONS, Cell, EvalContext
-from .perturbations.deepfool import subset_indices
-from .records import (
-    COLUMNS,
-    append_results,
-    cell_key,
-    completed_cells,
-    read_results,
-    without_cells,
-    write_results,
-)
+from .perturbations import Cell, EvalContext, Perturbation, build_suite, dataset_family
+from .records import COLUMNS, cell_fingerprints, read_results, replace_cell
 from .runs import RESULTS, LoadedRun, find_runs, load_run
 
 LOCK = ".rbg.lock"
@@ -82,25 +79,27 @@ def resolve_runs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(runs))
 
 
-def plan_cells(names: list[str], cfg: AttackConfig) -> list[Cell]:
-    cells: list[Cell] = []
-    for name in names:
-        cells += PERTURBATIONS.create(name).cells(cfg)
-    return cells
+class TestSplits:
+    """Test splits, each loaded once per attack command and keyed by everything that selects
+    it (dataset, split seed, test images and the data folder)."""
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.data_dir = data_dir
+        self._loaded: dict[tuple, ImageData] = {}
+
+    def get(self, dataset: str, split_seed: int, test_images: ImageSubset) -> ImageData:
+        key = (dataset, split_seed, test_images, self.data_dir)
+        if key not in self._loaded:
+            data = load_dataset(dataset, False, self.data_dir, split_seed=split_seed)
+            chosen = test_images.indices(len(data))
+            if len(chosen) < len(data):
+                data = data.subset(torch.tensor(chosen))
+            self._loaded[key] = data
+        return self._loaded[key]
 
 
-_DATA_CACHE: dict[tuple[str, int, int | None], ImageData] = {}
-
-
-def load_test_split(dataset: str, split_seed: int, samples: int | None,
-              data_dir: Path | None) -> ImageData:
-    key = (dataset, split_seed, samples)
-    if key not in _DATA_CACHE:
-        data = load_dataset(dataset, False, data_dir, split_seed=split_seed)
-        if samples is not None and samples < len(data):
-            data = data.subset(subset_indices(len(data), samples))
-        _DATA_CACHE[key] = data
-    return _DATA_CACHE[key]
+def plan_cells(suite: list[Perturbation], test_images: ImageSubset) -> list[Cell]:
+    return [cell for family in suite for cell in family.cells(test_images)]
 
 
 def _rows(run: LoadedRun, cell: Cell, measurements) -> list[dict]:  # noqa: ANN001
@@ -109,8 +108,22 @@ def _rows(run: LoadedRun, cell: Cell, measurements) -> list[dict]:  # noqa: ANN0
         "run": run.name, "dataset": cfg.dataset, "model": cfg.model, "loss": cfg.loss,
         "seed": run.seed, "perturbation": cell.perturbation, "param": cell.param,
         "param_value": float(cell.param_value), "repeat": m.repeat, "metric": m.metric,
-        "value": float(m.value), "n": m.n,
+        "value": float(m.value), "n": m.n, "settings": cell.fingerprint,
     } for m in measurements]
+
+
+def _refuse_conflicts(run_dir: Path, cells: list[Cell], done: dict) -> None:
+    conflicts = [c for c in cells if c.key in done and done[c.key] != {c.fingerprint}]
+    if not conflicts:
+        return
+    record = read_attack_record(run_dir)
+    first = conflicts[0]
+    why = "; ".join(dict.fromkeys(
+        settings_difference(settings_of(record, sorted(done[c.key])[0]), c.settings)
+        for c in conflicts))
+    more = f" and {len(conflicts) - 1} more cell(s)" if len(conflicts) > 1 else ""
+    raise RbgError(f"{run_dir}: {first.label}{more} already computed with other settings "
+                   f"({why}); rerun with --overwrite to recompute them")
 
 
 def attack_run(
@@ -120,27 +133,35 @@ def attack_run(
     *,
     device: torch.device,
     overwrite: bool = False,
-    data_dir: Path | None = None,
+    splits: TestSplits | None = None,
     on_event: Callable[[CellEvent], None] | None = None,
 ) -> RunReport:
-    """Measure every missing cell of the suite on one run; returns what was done."""
+    """Measure every cell of the suite not yet in the run's results (all of them under
+    ``overwrite``); returns what was done.
+
+    Raises:
+        RbgError: the run cannot be loaded, its files are unreadable, or a cell was computed
+            with other settings and ``overwrite`` is off (nothing is computed then).
+    """
+    splits = splits or TestSplits()
     run = load_run(run_dir, device)
-    dataset_cfg = cfg.for_dataset(run.train_config.dataset)
-    cells = plan_cells(names, dataset_cfg)
+    suite = build_suite(names, cfg.settings, dataset_family(run.info))
+    families = {family.name: family for family in suite}
+    cells = plan_cells(suite, cfg.test_images)
     results_path = Path(run_dir) / RESULTS
     with run_lock(run_dir):
-        existing = read_results(results_path)  # validates before any work
-        if overwrite and not existing.empty:
-            existing = without_cells(existing, [c.key for c in cells])
-            write_results(results_path, existing)
-    done = completed_cells(existing)
-    data = load_test_split(run.train_config.dataset, run.train_config.split_seed, cfg.samples,
-                     data_dir)
-    ctx = EvalContext(run.model, data.to(device), device, run.name,
-                      cfg.batch_size or eval_batch_size(device))
+        done = cell_fingerprints(read_results(results_path))  # validates before any work
+        read_attack_record(run_dir)
+    if not overwrite:
+        _refuse_conflicts(Path(run_dir), cells, done)
+    data = splits.get(run.train_config.dataset, run.train_config.split_seed, cfg.test_images)
+    batch_size = cfg.batch_size or eval_batch_size(device)
+    ctx = EvalContext(run.model, data.to(device), device, run.name, batch_size)
+    provenance = {"rbg": __version__, "device": str(device), "batch_size": batch_size,
+                  "images": len(data)}
     report = RunReport(Path(run_dir), run.name)
     for i, cell in enumerate(cells):
-        if cell_key(*cell.key) in done:
+        if not overwrite and done.get(cell.key) == {cell.fingerprint}:
             report.skipped.append(cell)
             if on_event:
                 on_event(CellEvent(run.name, cell, i, len(cells), "skipped"))
@@ -148,11 +169,13 @@ def attack_run(
         if on_event:
             on_event(CellEvent(run.name, cell, i, len(cells), "start"))
         t0 = time.perf_counter()
-        measurements = PERTURBATIONS.create(cell.perturbation).measure(cell, ctx)
+        measurements = families[cell.perturbation].measure(cell, ctx)
         seconds = time.perf_counter() - t0
         with run_lock(run_dir):
-            if cell_key(*cell.key) not in completed_cells(read_results(results_path)):
-                append_results(results_path, _rows(run, cell, measurements))
+            now = cell_fingerprints(read_results(results_path)).get(cell.key)
+            if overwrite or now is None:  # else another process wrote the cell meanwhile
+                note_cell(Path(run_dir), cell, {**provenance, "seconds": round(seconds, 3)})
+                replace_cell(results_path, cell.key, _rows(run, cell, measurements))
         report.computed.append(cell)
         report.seconds[cell.perturbation] = report.seconds.get(cell.perturbation, 0.0) + seconds
         if on_event:
@@ -170,5 +193,5 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return out[[*keys, "mean", "std", "count"]]
 
 
-__all__ = ["COLUMNS", "CellEvent", "RunReport", "attack_run", "plan_cells", "resolve_runs",
-           "summarize"]
+__all__ = ["COLUMNS", "CellEvent", "RunReport", "TestSplits", "attack_run", "plan_cells",
+           "resolve_runs", "summarize"]

@@ -1,8 +1,13 @@
 """The tidy results schema: one row per measurement, numbers stored as numbers.
 
 ``results.csv`` in each run folder holds rows with exactly :data:`COLUMNS`. A *cell* is one
-(perturbation, param, param_value) setting with all its repeats and metrics; ``rbg attack``
-skips cells already present. Writes are atomic (temp file + ``os.replace``).
+(perturbation, param, param_value) setting with all its repeats and metrics; its ``settings``
+column is the fingerprint of every setting that produced it, spelled out in the run's
+``attack.json`` (:mod:`robustbench_graph.attack_record`). ``rbg attack`` reuses a cell only
+under the same fingerprint. Files written before settings were recorded (no ``settings``
+column) read with an empty fingerprint: settings unknown. Writes are atomic (temp file +
+``os.replace``); a cell's rows are replaced in one write, never deleted ahead of their
+replacement.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from .io import atomic_write
 
 COLUMNS: tuple[str, ...] = (
     "run", "dataset", "model", "loss", "seed",
-    "perturbation", "param", "param_value", "repeat", "metric", "value", "n",
+    "perturbation", "param", "param_value", "repeat", "metric", "value", "n", "settings",
 )
+LEGACY_COLUMNS: tuple[str, ...] = COLUMNS[:-1]  # rbg 0.1 to 0.4: no settings recorded
+UNRECORDED = ""  # the fingerprint of a cell whose settings were not recorded
 NUMERIC: tuple[str, ...] = ("seed", "param_value", "repeat", "value", "n")
 CELL_KEY: tuple[str, ...] = ("perturbation", "param", "param_value")
 
@@ -31,6 +38,8 @@ def empty_results() -> pd.DataFrame:
 
 def validate(df: pd.DataFrame, source: Path | str) -> pd.DataFrame:
     """Check the columns and numeric types; raise a readable error naming ``source``."""
+    if list(df.columns) == list(LEGACY_COLUMNS):
+        df = df.assign(settings=UNRECORDED)
     if list(df.columns) != list(COLUMNS):
         foreign = sorted(set(df.columns) - set(COLUMNS))
         missing = sorted(set(COLUMNS) - set(df.columns))
@@ -46,6 +55,7 @@ def validate(df: pd.DataFrame, source: Path | str) -> pd.DataFrame:
         df[col] = values.astype("float64")
     for col in set(COLUMNS) - set(NUMERIC):
         df[col] = df[col].astype("object")
+    df["settings"] = df["settings"].fillna(UNRECORDED).astype(str)
     return df
 
 
@@ -56,7 +66,7 @@ def read_results(path: Path) -> pd.DataFrame:
         return empty_results()
     try:
         df = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                         dtype={"param": str, "run": str, "metric": str})
+                         dtype={"param": str, "run": str, "metric": str, "settings": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise RbgError(f"{path} is not a readable CSV ({str(err).splitlines()[0]})") from None
     return validate(df, path)
@@ -66,10 +76,12 @@ def write_results(path: Path, df: pd.DataFrame) -> None:
     atomic_write(Path(path), lambda p: df.to_csv(p, index=False, float_format="%.10g"))
 
 
-def append_results(path: Path, rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Add rows to ``path`` atomically (re-reading it first); returns the whole table."""
+def replace_cell(path: Path, key: tuple[str, str, float], rows: Iterable[Mapping[str, Any]]
+                 ) -> pd.DataFrame:
+    """Put one cell's rows into ``path`` in one atomic write (re-reading it first), replacing
+    any earlier rows of the same cell; returns the whole table."""
     new = pd.DataFrame(list(rows), columns=list(COLUMNS))
-    current = read_results(path)
+    current = without_cells(read_results(path), [key])
     table = new if current.empty else pd.concat([current, new], ignore_index=True)
     table = validate(table, path)
     write_results(path, table)
@@ -80,8 +92,12 @@ def cell_key(perturbation: str, param: str, param_value: float) -> tuple[str, st
     return (str(perturbation), str(param), float(param_value))
 
 
-def completed_cells(df: pd.DataFrame) -> set[tuple[str, str, float]]:
-    return {cell_key(*k) for k in df[list(CELL_KEY)].drop_duplicates().itertuples(index=False)}
+def cell_fingerprints(df: pd.DataFrame) -> dict[tuple[str, str, float], set[str]]:
+    """The settings fingerprints of every cell in a results table."""
+    out: dict[tuple[str, str, float], set[str]] = {}
+    for *key, fp in df[[*CELL_KEY, "settings"]].drop_duplicates().itertuples(index=False):
+        out.setdefault(cell_key(*key), set()).add(str(fp))
+    return out
 
 
 def without_cells(df: pd.DataFrame, cells: Iterable[tuple[str, str, float]]) -> pd.DataFrame:

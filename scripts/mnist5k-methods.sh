@@ -7,7 +7,7 @@ set -euo pipefail
 OUT=${1:-runs/mnist5k-methods}
 RBG=${RBG:-.venv/bin/rbg}
 COMMON=(--dataset mnist5k --model smallcnn --seeds 0-4 --epochs 5)
-ATTACK=(--suite all --gaussian-draws 5 --dropout-repeats 5 --deepfool-samples 200)
+ATTACK=(--suite all -p gaussian.draws=5 -p gaussian-iid.draws=5 -p dropout.repeats=5 -p deepfool.samples=200)
 graph=("--loss ce" "--loss ce --parseval" "--loss laplacian" "--loss laplacian --parseval"
        "--loss gsl")
 margin=("--loss lmd" "--loss lmd-noise" "--loss noisy" "--loss both" "--loss stability"

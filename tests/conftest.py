@@ -28,7 +28,6 @@ def cli(*args: str):  # noqa: ANN201
     """Invoke the rbg CLI in-process; returns the click Result."""
     from typer.testing import CliRunner
 
-    import robustbench_graph.cli.commands  # noqa: F401
     from robustbench_graph.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])

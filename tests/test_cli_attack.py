@@ -10,8 +10,8 @@ from robustbench_graph.records import COLUMNS
 
 from conftest import cli
 
-FAST = ["--gaussian-draws", "3", "--dropout-repeats", "3", "--deepfool-samples", "40",
-        "--deepfool-backend", "foolbox", "--device", "cpu"]
+FAST = ["-p", "gaussian.draws=3", "-p", "gaussian-iid.draws=3", "-p", "dropout.repeats=3",
+        "-p", "deepfool.samples=40", "-p", "deepfool.backend=foolbox", "--device", "cpu"]
 
 
 @pytest.fixture
@@ -76,11 +76,11 @@ def test_overwrite_recomputes_only_requested_cells(runs):
     ("args", "message"),
     [
         (["--suite", "clean,blur"], "unknown perturbation 'blur'; valid:"),
-        (["--gaussian-snr", "500"], "out of range"),
-        (["--dropout-p", "1.5"], "out of range"),
-        (["--fgsm-snr", "abc"], "comma-separated numbers"),
-        (["--deepfool-backend", "cleverhans"], "unknown DeepFool backend"),
-        (["--gaussian-draws", "0"], "must be positive"),
+        (["-p", "gaussian.snr_db=500"], "out of range"),
+        (["-p", "dropout.p=1.5"], "out of range"),
+        (["-p", "fgsm-before-norm.snr_db=abc"], "not a valid float"),
+        (["-p", "deepfool.backend=cleverhans"], "unknown DeepFool backend"),
+        (["-p", "gaussian.draws=0"], "draws must be in"),
     ],
 )
 def test_bad_options_are_one_line_and_change_nothing(runs, args, message):
@@ -124,3 +124,52 @@ def test_foreign_results_file_is_refused_and_kept(runs):
     assert result.exit_code == 1 and "not an rbg results file" in result.output
     assert (bad / "results.csv").read_text() == "a,b\n1,2\n"
     assert (good / "results.csv").exists()
+
+
+def test_other_settings_are_refused_recomputed_under_overwrite_and_reported_apart(runs,
+                                                                                  tmp_path):
+    """Issue 14: a 50-image, 2-draw attack and then a default one must not silently share
+    results; the report keeps the two settings apart and lists them."""
+    import json
+
+    seed0, seed1 = sorted(runs.iterdir())
+    small = ["--suite", "clean,gaussian", "--samples", "50", "-p", "gaussian.draws=2",
+             "--device", "cpu"]
+    assert cli("attack", "--runs", runs, *small).exit_code == 0
+    table = pd.read_csv(seed0 / "results.csv", keep_default_na=False)
+    record = json.loads((seed0 / "attack.json").read_text())
+    fp = table.loc[table.perturbation == "gaussian", "settings"].unique().item()
+    assert record["settings"][fp]["settings"]["draws"] == 2
+    assert record["settings"][fp]["settings"]["test_images"]["samples"] == 50
+    assert set(table.loc[table.perturbation == "gaussian", "n"]) == {50}
+    before = (seed0 / "results.csv").read_bytes()
+
+    default = ["--suite", "clean,gaussian", "-p", "gaussian.draws=3", "--device", "cpu"]
+    refused = cli("attack", "--runs", runs, *default)
+    text = refused.output.replace("\n", " ")
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "other settings" in text and "--overwrite" in text
+    assert "draws 2 -> 3" in text and "test_images.samples 50 -> all" in text
+    assert (seed0 / "results.csv").read_bytes() == before  # nothing lost, nothing mixed
+
+    assert cli("attack", seed1, *default, "--overwrite").exit_code == 0
+    redone = pd.read_csv(seed1 / "results.csv", keep_default_na=False)
+    assert set(redone.loc[redone.perturbation == "gaussian", "n"]) == {len_test(seed1)}
+    assert redone.settings.nunique() == 2 and fp not in set(redone.settings)
+
+    out = tmp_path / "report"
+    assert cli("report", "--runs", runs, "--out", out, "--baseline", "ce").exit_code == 0
+    summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
+    gauss = summary[(summary.perturbation == "gaussian") & (summary.metric == "accuracy")]
+    assert set(gauss.variant) == {"draws=2, test_images.samples=50",
+                                  "draws=3, test_images.samples=all"}
+    assert set(gauss.runs) == {1}  # never pooled across settings
+    page = (out / "index.html").read_text()
+    assert 'id="settings"' in page and fp in page and "draws=2" in page
+
+
+def len_test(run_dir):
+    from robustbench_graph import load_dataset, load_run
+
+    run = load_run(run_dir)
+    return len(load_dataset(run.train_config.dataset, False))

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from robustbench_graph import load_run
-from robustbench_graph.config import AttackConfig
+from robustbench_graph.config import ImageSubset
 from robustbench_graph.data import DatasetInfo, ImageData
 from robustbench_graph.models import create_model
-from robustbench_graph.perturbations import PERTURBATIONS, Cell, EvalContext
+from robustbench_graph.perturbations import EvalContext, family_class
 from robustbench_graph.perturbations.dropout import seeded_dropout
 from robustbench_graph.perturbations.fgsm import fgsm
 from robustbench_graph.perturbations.gaussian import noise_std_for_snr, snr_db
@@ -30,8 +30,19 @@ def _toy_context(n=64, lo=0.25, hi=0.75, seed=0):
     return EvalContext(model, data, CPU, "toy-run", batch_size=16)
 
 
-def _measure(name, cell, ctx):
-    return PERTURBATIONS.create(name).measure(cell, ctx)
+def _family(name, value=None, **settings):
+    """A family with ``settings`` (unvalidated: the step itself is under test) whose sweep is
+    the one ``value``."""
+    cls = family_class(name)
+    if value is not None:
+        settings[cls.sweep] = (value,)
+    return cls(cls.Settings(**settings))
+
+
+def _measure(name, value, ctx, **settings):
+    family = _family(name, value, **settings)
+    (cell,) = family.cells(ImageSubset())
+    return family.measure(cell, ctx)
 
 
 def _values(rows, metric):
@@ -43,7 +54,7 @@ def _values(rows, metric):
 @pytest.mark.parametrize("target", [5.0, 15.0, 20.0])
 def test_gaussian_hits_target_mean_snr(mode, target):
     ctx = _toy_context(n=256)
-    rows = _measure(mode, Cell(mode, "snr_db", target, {"draws": 40}), ctx)
+    rows = _measure(mode, target, ctx, draws=40)
     realised = _values(rows, "snr_db")
     assert len(realised) == 40
     assert abs(sum(realised) / len(realised) - target) < 0.05
@@ -74,14 +85,14 @@ def test_shared_mode_uses_one_pattern_per_draw():
     ctx = _toy_context(n=48)
     rec = _Recorder(ctx.model)
     ctx.model = rec
-    _measure("gaussian", Cell("gaussian", "snr_db", 30.0, {"draws": 2}), ctx)
+    _measure("gaussian", 30.0, ctx, draws=2)
     clean = ctx.data.float()
     per_draw = torch.cat(rec.seen).view(2, 48, 3, 8, 8) - clean  # 3 batches of 16 per draw
     for d in range(2):
         assert torch.allclose(per_draw[d], per_draw[d][:1].expand_as(per_draw[d]), atol=1e-6)
     assert not torch.allclose(per_draw[0], per_draw[1])
     rec.seen.clear()
-    _measure("gaussian-iid", Cell("gaussian-iid", "snr_db", 30.0, {"draws": 1}), ctx)
+    _measure("gaussian-iid", 30.0, ctx, draws=1)
     iid = torch.cat(rec.seen) - clean
     assert not torch.allclose(iid[0], iid[1])
 
@@ -89,8 +100,8 @@ def test_shared_mode_uses_one_pattern_per_draw():
 def test_gaussian_strength_zero_is_identity():
     ctx = _toy_context()
     assert noise_std_for_snr(ctx.data.float(), math.inf) == 0.0
-    clean = _values(_measure("clean", Cell("clean", "none", 0.0), ctx), "accuracy")[0]
-    noisy = _measure("gaussian", Cell("gaussian", "snr_db", math.inf, {"draws": 3}), ctx)
+    clean = _values(_measure("clean", None, ctx), "accuracy")[0]
+    noisy = _measure("gaussian", math.inf, ctx, draws=3)
     assert _values(noisy, "accuracy") == [clean] * 3
 
 
@@ -99,12 +110,12 @@ def test_gaussian_strength_zero_is_identity():
 def test_fgsm_realised_snr_per_image_equals_target(target):
     ctx = _toy_context(n=32)
     x, y = next(ctx.batches())
-    adv = fgsm(ctx.model, x, y, snr=target, clip=True)
+    adv = fgsm(ctx.model, x, y, snr=target).clamp(0, 1)
     assert 0 < adv.min() and adv.max() < 1  # nothing clipped with these images
     assert torch.allclose(snr_db(x, adv - x).double(), torch.full((16,), target,
                           dtype=torch.float64), atol=1e-3)
     u = ctx.model.normalize(x)
-    adv_u = fgsm(ctx.model.forward_normalized, u, y, snr=target, clip=False)
+    adv_u = fgsm(ctx.model.forward_normalized, u, y, snr=target)
     assert torch.allclose(snr_db(u, adv_u - u).double(), torch.full((16,), target,
                           dtype=torch.float64), atol=1e-3)
 
@@ -115,7 +126,7 @@ def test_fgsm_direction_is_the_sign_of_the_loss_gradient():
     linear = lambda u: u.flatten(1) @ weight.T  # noqa: E731
     u = torch.rand(5, 12)
     y = torch.tensor([0, 1, 2, 3, 4])
-    adv = fgsm(linear, u, y, linf=0.01, clip=False)
+    adv = fgsm(linear, u, y, linf=0.01)
     # hand gradient of the summed cross-entropy of a linear model: W^T (softmax - onehot)
     p = torch.softmax(linear(u), dim=1)
     grad = (p - torch.nn.functional.one_hot(y, 10).float()) @ weight
@@ -127,30 +138,29 @@ def test_fgsm_direction_is_the_sign_of_the_loss_gradient():
 def test_fgsm_before_clips_and_after_does_not():
     ctx = _toy_context(n=16, lo=0.0, hi=1.0)
     x, y = next(ctx.batches())
-    before = fgsm(ctx.model, x, y, snr=10.0, clip=True)
+    before = fgsm(ctx.model, x, y, snr=10.0).clamp(0, 1)
     assert before.min() >= 0 and before.max() <= 1
     u = ctx.model.normalize(x)
-    after = fgsm(ctx.model.forward_normalized, u, y, snr=10.0, clip=False)
+    after = fgsm(ctx.model.forward_normalized, u, y, snr=10.0)
     pixels = after * ctx.model.normalize.std + ctx.model.normalize.mean
     assert pixels.min() < 0 or pixels.max() > 1  # unclipped, outside the pixel range
-    rows_b = _measure("fgsm-before-norm", Cell("fgsm-before-norm", "snr_db", 10.0), ctx)
-    rows_a = _measure("fgsm-after-norm", Cell("fgsm-after-norm", "snr_db", 10.0), ctx)
+    rows_b = _measure("fgsm-before-norm", 10.0, ctx)
+    rows_a = _measure("fgsm-after-norm", 10.0, ctx)
     assert _values(rows_b, "snr_db") != _values(rows_a, "snr_db")
 
 
 # --- Dropout ------------------------------------------------------------------------------
 def test_dropout_p0_is_clean_accuracy_exactly():
     ctx = _toy_context()
-    clean = _values(_measure("clean", Cell("clean", "none", 0.0), ctx), "accuracy")[0]
-    rows = _measure("dropout", Cell("dropout", "p", 0.0, {"repeats": 3}), ctx)
+    clean = _values(_measure("clean", None, ctx), "accuracy")[0]
+    rows = _measure("dropout", 0.0, ctx, repeats=3)
     assert _values(rows, "accuracy") == [clean] * 3
 
 
 def test_dropout_repeats_differ_and_reproduce():
     ctx = _toy_context(n=128)
-    cell = Cell("dropout", "p", 0.4, {"repeats": 5})
-    first = _values(_measure("dropout", cell, ctx), "accuracy")
-    again = _values(_measure("dropout", cell, ctx), "accuracy")
+    first = _values(_measure("dropout", 0.4, ctx, repeats=5), "accuracy")
+    again = _values(_measure("dropout", 0.4, ctx, repeats=5), "accuracy")
     assert first == again and len(set(first)) > 1
 
 
@@ -187,8 +197,8 @@ def test_quantized_weights_are_scaled_integers_in_range():
 
 def test_32_bit_budget_changes_nothing_measurable():
     ctx = _toy_context()
-    clean = _values(_measure("clean", Cell("clean", "none", 0.0), ctx), "accuracy")
-    rows = _measure("quantize", Cell("quantize", "bits", 32.0), ctx)
+    clean = _values(_measure("clean", None, ctx), "accuracy")
+    rows = _measure("quantize", 32.0, ctx)
     assert _values(rows, "accuracy") == clean
     q, _, _ = quantized_copy(ctx.model, 32)
     for a, b in zip(ctx.model.parameters(), q.parameters(), strict=True):
@@ -234,9 +244,7 @@ def test_deepfool_metrics(digits_run, backend):
     from robustbench_graph import load_dataset
 
     ctx = EvalContext(run.model, load_dataset("digits", False), CPU, run.name)
-    cell = PERTURBATIONS.create("deepfool").cells(
-        AttackConfig(deepfool_samples=60, deepfool_backend=backend))[0]
-    rows = {r.metric: r for r in _measure("deepfool", cell, ctx)}
+    rows = {r.metric: r for r in _measure("deepfool", None, ctx, samples=60, backend=backend)}
     assert rows["success_rate"].value > 0.9
     assert 0 < rows["median_l2"].value and 0 < rows["mean_l2"].value < 10
     per_dim = rows["mean_l2_per_dim"]
@@ -250,9 +258,9 @@ def test_deepfool_linf_cell(digits_run):
     from robustbench_graph import load_dataset
 
     ctx = EvalContext(run.model, load_dataset("digits", False), CPU, run.name)
-    cells = PERTURBATIONS.create("deepfool").cells(
-        AttackConfig(deepfool_samples=30, deepfool_norms=("l2", "linf")))
+    family = _family("deepfool", samples=30, norms=("l2", "linf"))
+    cells = family.cells(ImageSubset())
     assert [c.param_value for c in cells] == [2.0, math.inf]
-    rows = {r.metric: r for r in _measure("deepfool", cells[1], ctx)}
+    rows = {r.metric: r for r in family.measure(cells[1], ctx)}
     assert set(rows) == {"mean_linf", "median_linf", "success_rate"}
     assert 0 < rows["median_linf"].value < 1

@@ -24,8 +24,8 @@ from robustbench_graph.runs import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["train", "--dataset", "digits", "--seeds", "0", "--epochs", "12", "--device", "cpu"]
-ATTACK = ["attack", "--suite", "clean,gaussian,dropout,quantize", "--gaussian-draws", "4",
-          "--dropout-repeats", "4", "--device", "cpu"]
+ATTACK = ["attack", "--suite", "clean,gaussian,dropout,quantize", "-p", "gaussian.draws=4",
+          "-p", "dropout.repeats=4", "--device", "cpu"]
 
 
 def rbg(*args, **kw) -> subprocess.Popen:

@@ -13,7 +13,6 @@ import pytest
 from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
-import robustbench_graph.cli.commands  # noqa: F401  (registers the commands)
 from robustbench_graph.cli import app
 from robustbench_graph.errors import RbgError
 from robustbench_graph.records import COLUMNS
@@ -204,8 +203,8 @@ def test_build_report_writes_files_and_html(runs: Path, tmp_path: Path) -> None:
     parser.feed(page)
     parser.close()
     assert parser.errors == [] and parser.stack == []
-    # headline tables + failed runs + comparisons + provenance
-    assert parser.count["table"] == len(report.tables) + 3
+    # headline tables + failed runs + comparisons + settings + provenance
+    assert parser.count["table"] == len(report.tables) + 4
     assert parser.count["img"] == len(report.plots)
     assert page.count("data:image/png;base64,") == len(report.plots)
     assert "laplacian+parseval" in page and "abc123" in page

@@ -9,7 +9,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import robustbench_graph.cli.commands  # noqa: F401  (registers the commands)
 from robustbench_graph.cli import app
 from robustbench_graph.data import load_dataset
 from robustbench_graph.errors import RbgError

@@ -1,19 +1,16 @@
-"""The Typer application and the error boundary shared by every command module."""
+"""The Typer application: it registers every command module's command (``cmd_*.py``)."""
 
 from __future__ import annotations
 
-import functools
 import sys
-import warnings
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .. import __version__
 from ..allocator import tune_malloc
-from ..errors import RbgError
+from . import cmd_attack, cmd_list, cmd_report, cmd_smoothness, cmd_train
+from .console import console, err_console
 
 app = typer.Typer(
     name="rbg",
@@ -22,10 +19,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _print_version(value: bool) -> None:
@@ -44,37 +37,14 @@ def _root(
     pass
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def guarded(func: F) -> F:
-    """Turn project errors into one line on stderr and exit 1; Ctrl-C into exit 130."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="foolbox")
-        try:
-            return func(*args, **kwargs)
-        except RbgError as err:
-            raise fail(str(err)) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted; finished work is kept, run the command again to resume",
-                       130) from None
-        except PermissionError as err:
-            raise fail(f"permission denied: {err.filename or err}") from None
-        except OSError as err:
-            if err.errno == 28:
-                raise fail("no space left on device; finished work is kept") from None
-            raise fail(f"{err.strerror or err}: {err.filename or ''}".rstrip(": ")) from None
-
-    return wrapper  # type: ignore[return-value]
+app.command("train")(cmd_train.train)
+app.command("attack")(cmd_attack.attack)
+app.command("report")(cmd_report.report)
+app.command("smoothness")(cmd_smoothness.smoothness)
+app.command("list")(cmd_list.list_cmd)
 
 
 def main() -> None:
-    from . import commands  # noqa: F401  (registers the commands)
-
     tune_malloc()
     try:
         app()

@@ -1,47 +1,81 @@
-"""``rbg list``: the registries with one-line descriptions."""
+"""``rbg list``: the registries with one-line descriptions; each perturbation's settings."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from ..errors import RbgError
-from .app import app, console, guarded
+from .console import console, guarded
+
+REGISTRIES = ("datasets", "models", "losses", "perturbations")
 
 
-def _registries() -> dict:
-    from ..data import DATASETS
-    from ..losses import LOSSES
-    from ..models import MODELS
-
-    regs = {"datasets": DATASETS, "models": MODELS, "losses": LOSSES}
-    try:
-        from ..perturbations import PERTURBATIONS
-
-        regs["perturbations"] = PERTURBATIONS
-    except ImportError:  # pragma: no cover - before the attack suite exists
-        pass
-    return regs
+def _registry(name: str):  # noqa: ANN202
+    # The core (torch) is imported by the command, not at start-up: `rbg --help` stays fast.
+    if name == "datasets":
+        from ..data import DATASETS as registry
+    elif name == "models":
+        from ..models import MODELS as registry
+    elif name == "losses":
+        from ..losses import LOSSES as registry
+    else:
+        from ..perturbations import PERTURBATIONS as registry
+    return registry
 
 
-@app.command("list")
+def _settings_table(cls) -> Table:  # noqa: ANN001
+    from ..settings import describe_fields
+
+    table = Table(title=f"{cls.name} settings (-p {cls.name}.KEY=VALUE)", title_justify="left",
+                  box=None, pad_edge=False)
+    for col in ("setting", "default", "grey-image default", "meaning"):
+        table.add_column(col, style="bold" if col == "setting" else None)
+    grey = cls.presets.get("grey", {})
+    for name, _type, default, meaning in describe_fields(cls.Settings):
+        preset = grey.get(name)
+        shown = "" if preset is None else ",".join(f"{v:g}" if isinstance(v, float) else str(v)
+                                                   for v in preset)
+        table.add_row(name, default, shown, meaning)
+    metrics = ", ".join(
+        f"{m.name} ({'diagnostic' if m.better == 'none' else m.better + ' is more robust'})"
+        for m in cls.metrics)
+    table.caption = f"metrics: {metrics}; headline: {cls.headline}"
+    table.caption_justify = "left"
+    return table
+
+
 @guarded
 def list_cmd(
     what: Annotated[str | None, typer.Argument(
-        help="datasets, models, losses or perturbations (default: all)")] = None,
+        help="datasets, models, losses or perturbations (with their settings) "
+             "\\[default: all, without settings].")] = None,
 ) -> None:
     """List the registered datasets, models, losses and perturbations."""
-    regs = _registries()
-    if what is not None and what not in regs:
-        raise RbgError(f"unknown registry {what!r}; valid: {', '.join(regs)}")
-    for name, reg in regs.items():
+    if what is not None and what not in REGISTRIES:
+        raise RbgError(f"unknown registry {what!r}; valid: {', '.join(REGISTRIES)}")
+    for name in REGISTRIES:
         if what is not None and name != what:
             continue
         table = Table(title=name, title_justify="left", show_header=False, box=None)
         table.add_column("name", style="bold cyan", no_wrap=True)
         table.add_column("description")
-        for entry in reg:
+        entries = list(_registry(name))
+        if name == "perturbations":
+            from ..perturbations import suite_order
+
+            order = {n: i for i, n in enumerate(suite_order())}
+            entries.sort(key=lambda e: order[e.name])
+        for entry in entries:
             table.add_row(entry.name, entry.description)
         console.print(table)
+        if name == "perturbations" and what == "perturbations":
+            for entry in entries:
+                console.print()
+                if dataclasses.fields(entry.factory.Settings):
+                    console.print(_settings_table(entry.factory))
+                else:
+                    console.print(f"[bold]{entry.name}[/]: no settings", highlight=False)

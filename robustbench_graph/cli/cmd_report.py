@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from .app import app, console, err_console, guarded
+from .console import console, err_console, guarded
 
 if TYPE_CHECKING:
     from ..report import Report
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 CELL_WIDTH = 19  # "97.5 [96.1–98.0]*" plus padding
 
 
-@app.command()
 @guarded
 def report(
     runs: Annotated[Path, typer.Option(help="Folder of run folders to report on.")] = Path(

@@ -8,11 +8,10 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .app import app, console, err_console, guarded
+from .console import console, err_console, guarded
 from .options import ensure_writable_dir
 
 
-@app.command()
 @guarded
 def smoothness(
     runs: Annotated[list[Path], typer.Argument(

@@ -11,14 +11,13 @@ from rich.table import Table
 
 from ..config import TrainConfig, parse_seeds
 from ..errors import RbgError
-from .app import app, console, err_console, guarded
+from .console import console, err_console, guarded
 from .options import ensure_writable_dir, parse_int_list, parse_key_values
 
 if TYPE_CHECKING:
     from ..train import RunOutcome
 
 
-@app.command()
 @guarded
 def train(
     dataset: Annotated[str, typer.Option(help="Dataset name (rbg list datasets).")] = "mnist5k",

@@ -9,16 +9,6 @@ from pathlib import Path
 from ..errors import RbgError
 
 
-def parse_float_list(text: str, flag: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise RbgError(f"{flag} expects comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise RbgError(f"{flag} expects at least one number")
-    return values
-
-
 def parse_int_list(text: str, flag: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
@@ -33,6 +23,18 @@ def parse_key_values(items: list[str] | None, flag: str) -> dict[str, str]:
         if not sep or not key.strip():
             raise RbgError(f"{flag} expects key=value, got {item!r}")
         out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
+def parse_perturbation_settings(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["gaussian.snr_db=5,10", ...]`` to ``{"gaussian": {"snr_db": "5,10"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in items or []:
+        target, sep, value = item.partition("=")
+        name, dot, key = target.strip().rpartition(".")
+        if not sep or not dot or not name or not key:
+            raise RbgError(f"-p expects NAME.KEY=VALUE (e.g. gaussian.snr_db=5,10), got {item!r}")
+        out.setdefault(name, {})[key.replace("-", "_")] = value.strip()
     return out
 
 

@@ -9,7 +9,6 @@ their state in buffers, which are saved with the run.
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,6 +20,7 @@ from ..data import ImageData
 from ..errors import RbgError
 from ..models import TappedModel
 from ..registry import Registry
+from ..settings import convert
 
 
 @dataclass
@@ -94,29 +94,6 @@ def register_loss(name: str, description: str):  # noqa: ANN201
     return decorate
 
 
-def _convert(raw: Any, annotation: Any, key: str) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if raw.lower() in ("none", "null", ""):
-            return None
-        return _convert(raw, args[0], key)
-    try:
-        if annotation is bool:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if annotation in (int, float):
-            return annotation(raw)
-    except ValueError:
-        raise RbgError(f"loss option {key}={raw!r} is not a valid {annotation.__name__}") from None
-    return raw
-
-
 def parse_loss_options(name: str, raw: dict[str, Any]) -> Any:
     """Build the loss's ``Options`` from ``{key: value}``; unknown keys list the valid ones."""
     cls = LOSSES.get(name).factory
@@ -127,7 +104,8 @@ def parse_loss_options(name: str, raw: dict[str, Any]) -> Any:
     if unknown:
         valid = ", ".join(sorted(fields)) or "none"
         raise RbgError(f"unknown option {unknown[0]!r} for loss {name!r}; valid: {valid}")
-    values = {k: _convert(v, hints[k], k) for k, v in raw.items()}
+    values = {k: convert(v, hints[k], f"loss option {k}") if isinstance(v, str) else v
+              for k, v in raw.items()}
     options = opts_type(**values)
     check = getattr(options, "validate", None)
     if check is not None:

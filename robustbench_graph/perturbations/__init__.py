@@ -1,38 +1,81 @@
-"""Perturbation registry; every module in this package registers its perturbations on import.
-The suite order follows :data:`SUITE_ORDER` (cheap first)."""
+"""Perturbation registry; every module in this package registers its family on import.
+
+Adding a perturbation is one module here (a :class:`Perturbation` subclass, see
+:mod:`.base`) plus one test; the CLI's ``-p name.key=value``, ``rbg list perturbations``,
+the suite order and the report's metric directions all come from its declarations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 from ..errors import RbgError
 from ..registry import import_submodules
 from .base import (
+    FAMILIES,
     PERTURBATIONS,
     Cell,
+    Draw,
     EvalContext,
     Measurement,
+    Metric,
     Perturbation,
+    dataset_family,
     register_perturbation,
 )
 
 import_submodules(__name__, __path__)
 
-SUITE_ORDER = ("clean", "gaussian", "gaussian-iid", "fgsm-before-norm", "fgsm-after-norm",
-               "dropout", "quantize", "deepfool")
+
+def family_class(name: str) -> type[Perturbation]:
+    return PERTURBATIONS.get(name).factory
+
+
+def suite_order() -> list[str]:
+    """Every registered family in suite order (cheap first)."""
+    return sorted(PERTURBATIONS.names(), key=lambda n: (family_class(n).order, n))
 
 
 def suite_names(spec: str) -> list[str]:
     """Resolve ``all`` or a comma list to registered names, in suite order."""
-    names = PERTURBATIONS.names()
     if spec.strip() == "all":
-        chosen = names
-    else:
-        chosen = [s.strip() for s in spec.split(",") if s.strip()]
-        if not chosen:
-            raise RbgError("--suite is empty; give 'all' or perturbation names "
-                           "(rbg list perturbations)")
-        for name in chosen:
-            PERTURBATIONS.get(name)
-    order = {n: i for i, n in enumerate(SUITE_ORDER)}
-    return sorted(dict.fromkeys(chosen), key=lambda n: (order.get(n, len(order)), n))
+        return suite_order()
+    chosen = [s.strip() for s in spec.split(",") if s.strip()]
+    if not chosen:
+        raise RbgError("--suite is empty; give 'all' or perturbation names "
+                       "(rbg list perturbations)")
+    for name in chosen:
+        PERTURBATIONS.get(name)
+    return [n for n in suite_order() if n in chosen]
 
 
-__all__ = ["PERTURBATIONS", "Cell", "EvalContext", "Measurement", "Perturbation",
-           "register_perturbation", "suite_names", "SUITE_ORDER"]
+def build_suite(names: list[str], settings: dict[str, dict[str, Any]], family: str
+                ) -> list[Perturbation]:
+    """The families ``names`` with their settings resolved for a dataset ``family``
+    (settings of families outside the suite are checked, then unused)."""
+    for name in settings:
+        PERTURBATIONS.get(name)
+    return [family_class(n)(family_class(n).resolve(settings.get(n, {}), family))
+            for n in names]
+
+
+def check_suite(names: list[str], settings: dict[str, dict[str, Any]]) -> None:
+    """Resolve the suite and every family given settings, for every dataset family: bad
+    settings fail before any work."""
+    for family in FAMILIES:
+        build_suite(list(dict.fromkeys([*names, *settings])), settings, family)
+
+
+def metric_info(perturbation: str, metric: str) -> Metric | None:
+    """The declaration of a metric, or None for an unknown family or metric."""
+    if perturbation not in PERTURBATIONS:
+        return None
+    try:
+        return family_class(perturbation).metric(metric)
+    except KeyError:
+        return None
+
+
+__all__ = ["FAMILIES", "PERTURBATIONS", "Cell", "Draw", "EvalContext", "Measurement", "Metric",
+           "Perturbation", "build_suite", "check_suite", "dataset_family", "family_class",
+           "metric_info", "register_perturbation", "suite_names", "suite_order"]

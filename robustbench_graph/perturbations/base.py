@@ -1,30 +1,90 @@
-"""The perturbation contract: a perturbation expands settings into *cells* and measures one.
+"""The perturbation contract: a family declares its settings and metrics and writes its step.
 
-A :class:`Cell` (perturbation, param, param_value, options) is plain data; with a run folder it
-is one independent, idempotent unit of evaluation work. ``measure`` returns tidy
-:class:`Measurement` rows; the driver (:mod:`robustbench_graph.evaluate`) adds the run columns.
+A perturbation family is one module with one :class:`Perturbation` subclass, registered with
+:func:`register_perturbation`. It declares
+
+* ``Settings``: a frozen dataclass of its settings, each field with its meaning
+  (:func:`robustbench_graph.settings.setting`); ``presets`` overrides defaults per dataset
+  family (``grey``: one-channel images such as MNIST, ``colour``: CIFAR-like), because the
+  papers' budgets are too weak for MNIST (METHODS.md 9.5);
+* ``sweep``: the settings field (a tuple) that expands into one *cell* per value, the strength
+  axis of a curve (``snr_db``, ``p``, ``eps``);
+* ``metrics`` with their direction and ``headline`` (the metric a report table shows);
+* ``order``: its place in the suite (cheap first), and ``version``, bumped whenever a change
+  alters its numbers (it is part of every cell's settings fingerprint).
+
+The base class owns what every family must get right: the model in eval mode, [0, 1] inputs
+clipped after the step (or the normalised space, unclipped, for ``space = "normalized"``), a
+generator seeded per (run, cell, repeat), batching, the accuracy count, the repeats, and the
+check that only declared metrics come back. A family writes only its step: ``perturb`` (the
+inputs), ``perturbed_model`` (the network) or, for attacks with their own metrics,
+``evaluate``.
+
+A :class:`Cell` is plain data, a unit of work with a run folder; its ``fingerprint`` names its
+full settings, so a cached result is reused only under the same settings.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 import torch
 
-from ..config import AttackConfig, stable_seed
-from ..data import ImageData
+from ..config import ImageSubset, stable_seed
+from ..data import DatasetInfo, ImageData
+from ..errors import RbgError
 from ..models import TappedModel
 from ..registry import Registry
+from ..settings import parse_settings, to_json
+
+FAMILIES = ("grey", "colour")
+
+
+def dataset_family(info: DatasetInfo) -> str:
+    """``grey`` for one-channel images (MNIST-like budgets), else ``colour`` (the papers')."""
+    return "grey" if info.input_shape[0] == 1 else "colour"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric a family writes: ``better`` is ``higher``, ``lower`` or ``none`` (a diagnostic
+    of the perturbation itself, e.g. the realised SNR: described, never compared)."""
+
+    name: str
+    better: str
+    help: str
+    percent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.better not in ("higher", "lower", "none"):
+            raise ValueError(f"metric {self.name}: better must be higher, lower or none")
+
+
+ACCURACY = Metric("accuracy", "higher", "fraction of the test images classified correctly",
+                  percent=True)
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    pass
 
 
 @dataclass(frozen=True)
 class Cell:
+    """One setting of one family: ``param = param_value`` plus the family's other settings."""
+
     perturbation: str
     param: str
     param_value: float
-    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    version: int = field(default=1, compare=False, hash=False)
 
     @property
     def key(self) -> tuple[str, str, float]:
@@ -34,8 +94,18 @@ class Cell:
     def label(self) -> str:
         if self.param == "none":
             return self.perturbation
-        value = f"{self.param_value:g}"
-        return f"{self.perturbation} {self.param}={value}"
+        return f"{self.perturbation} {self.param}={self.param_value:g}"
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """12 hex digits naming the family, its version and every setting of the cell."""
+        return settings_fingerprint(self.perturbation, self.version, self.settings)
+
+
+def settings_fingerprint(perturbation: str, version: int, settings: dict[str, Any]) -> str:
+    text = json.dumps({"perturbation": perturbation, "version": version,
+                       "settings": settings}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -74,23 +144,157 @@ class EvalContext:
     def labels(self) -> torch.Tensor:
         return self.data.labels.to(self.device, non_blocking=True)
 
-    def batches(self):  # noqa: ANN201
-        """Yield ``(x, y)`` batches of [0, 1] images on the device."""
-        for start in range(0, len(self.data), self.batch_size):
-            rows = slice(start, start + self.batch_size)
+    def batches(self, indices: torch.Tensor | None = None, batch_size: int | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` batches of [0, 1] images on the device (of ``indices`` when given)."""
+        size = batch_size or self.batch_size
+        total = len(self.data) if indices is None else len(indices)
+        for start in range(0, total, size):
+            if indices is None:
+                rows: Any = slice(start, start + size)
+            else:
+                rows = indices[start:start + size].to(self.device)
             yield self.images[rows], self.labels[rows]
 
 
+class Draw:
+    """One repeat of one cell: its generator, per-draw state and the values it records."""
+
+    def __init__(self, ctx: EvalContext, cell: Cell, repeat: int) -> None:
+        self.ctx, self.cell, self.repeat = ctx, cell, repeat
+        self.state: dict[str, Any] = {}
+        self._sums: dict[str, tuple[float, int]] = {}
+        self._values: dict[str, tuple[float, int]] = {}
+
+    @functools.cached_property
+    def generator(self) -> torch.Generator:
+        return self.ctx.generator(self.cell, self.repeat)
+
+    def record(self, metric: str, values: torch.Tensor) -> None:
+        """Add per-image ``values`` to ``metric``, whose measurement is their mean."""
+        s, c = self._sums.get(metric, (0.0, 0))
+        self._sums[metric] = (s + float(values.double().sum()), c + int(values.numel()))
+
+    def put(self, metric: str, value: float, n: int) -> None:
+        """Set ``metric`` of this repeat to one value describing ``n`` items."""
+        self._values[metric] = (float(value), int(n))
+
+    def measurements(self) -> list[Measurement]:
+        means = [Measurement(self.repeat, m, s / c, c) for m, (s, c) in self._sums.items() if c]
+        return means + [Measurement(self.repeat, m, v, n) for m, (v, n) in self._values.items()]
+
+
 class Perturbation:
-    """Base class of a registered perturbation family."""
+    """Base class of a perturbation family (see the module docstring)."""
 
     name: ClassVar[str]
+    description: ClassVar[str]
+    Settings: ClassVar[type] = NoSettings
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    sweep: ClassVar[str | None] = None
+    metrics: ClassVar[tuple[Metric, ...]] = (ACCURACY,)
+    headline: ClassVar[str] = "accuracy"
+    order: ClassVar[int] = 100
+    version: ClassVar[int] = 1
+    repeats_setting: ClassVar[str | None] = None  # the settings field counting repeats
+    space: ClassVar[str] = "pixel"  # "pixel": [0, 1], clipped; "normalized": unclipped
 
-    def cells(self, cfg: AttackConfig) -> list[Cell]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def __init__(self, settings: Any = None) -> None:
+        self.settings = settings if settings is not None else self.Settings()
 
-    def measure(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:  # pragma: no cover
-        raise NotImplementedError
+    # Settings ------------------------------------------------------------------------------
+    @classmethod
+    def resolve(cls, raw: dict[str, Any], family: str) -> Any:
+        """The family's settings: ``raw`` over the dataset family's preset over the defaults."""
+        return parse_settings(cls.Settings, {**cls.presets.get(family, {}), **raw},
+                              f"perturbation {cls.name}")
+
+    @classmethod
+    def metric(cls, name: str) -> Metric:
+        for m in cls.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def cells(self, test_images: ImageSubset) -> list[Cell]:
+        """One cell per value of the ``sweep`` field (one cell without a sweep)."""
+        common = to_json(self.settings)
+        values: tuple[Any, ...] = (None,)
+        if self.sweep is not None:
+            values = common.pop(self.sweep)
+        common["test_images"] = to_json(test_images)
+        if self.sweep is None:
+            return [Cell(self.name, "none", 0.0, common, self.version)]
+        return [Cell(self.name, self.sweep, float(v), common, self.version)
+                for v in dict.fromkeys(values)]
+
+    def repeats(self) -> int:
+        return int(getattr(self.settings, self.repeats_setting)) if self.repeats_setting else 1
+
+    # The guarantees ------------------------------------------------------------------------
+    @final
+    def measure(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
+        """Measure one cell with the model in eval mode; only declared metrics come back."""
+        model = ctx.model
+        was_training = model.training
+        model.eval()
+        try:
+            rows = self.evaluate(cell, ctx)
+        finally:
+            model.train(was_training)
+        declared = {m.name for m in self.metrics}
+        for row in rows:
+            if row.metric not in declared:
+                raise RuntimeError(f"perturbation {self.name} wrote undeclared metric "
+                                   f"{row.metric!r}")
+        return rows
+
+    def evaluate(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
+        """Accuracy over every repeat: each batch goes through :meth:`perturb`, is clipped to
+        [0, 1] (pixel space) and classified by :meth:`perturbed_model`'s network."""
+        n = len(ctx.data)
+        rows: list[Measurement] = []
+        for r in range(self.repeats()):
+            draw = Draw(ctx, cell, r)
+            self.begin(draw)
+            with self.perturbed_model(draw) as model:
+                correct = 0
+                for x, y in ctx.batches():
+                    if self.space == "normalized":
+                        u = model.normalize(x)
+                        adv = self.perturb(u, y, draw, model.forward_normalized)
+                    else:
+                        u = x
+                        adv = self.perturb(u, y, draw, model).clamp(0.0, 1.0)
+                    self.observe(u, adv.detach(), draw)
+                    with torch.inference_mode():
+                        logits = (model.forward_normalized(adv) if self.space == "normalized"
+                                  else model(adv))
+                    correct += int((logits.argmax(1) == y).sum())
+            rows.append(Measurement(r, "accuracy", correct / n, n))
+            rows += draw.measurements()
+        return rows + self.cell_metrics(cell, ctx)
+
+    # A family's step (no-ops by default) ---------------------------------------------------
+    def begin(self, draw: Draw) -> None:
+        """Prepare one repeat (e.g. draw its noise pattern into ``draw.state``)."""
+
+    def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: Any
+                ) -> torch.Tensor:
+        """The perturbed inputs of one batch (``forward`` classifies inputs of this space)."""
+        return u
+
+    def observe(self, u: torch.Tensor, adv: torch.Tensor, draw: Draw) -> None:
+        """Record what the final (clipped) inputs realised, e.g. their SNR."""
+
+    @contextmanager
+    def perturbed_model(self, draw: Draw) -> Iterator[TappedModel]:
+        """The network to classify with in this repeat (the run's model by default)."""
+        yield draw.ctx.model
+
+    def cell_metrics(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
+        """Measurements of the cell as a whole (after its repeats)."""
+        return []
 
 
 PERTURBATIONS: Registry[type[Perturbation]] = Registry("perturbation")
@@ -98,20 +302,27 @@ PERTURBATIONS: Registry[type[Perturbation]] = Registry("perturbation")
 
 def register_perturbation(name: str, description: str):  # noqa: ANN201
     def decorate(cls: type[Perturbation]) -> type[Perturbation]:
+        if cls.sweep is not None and cls.sweep not in cls.Settings.__dataclass_fields__:
+            raise ValueError(f"perturbation {name}: sweep field {cls.sweep!r} not in Settings")
+        if cls.headline not in {m.name for m in cls.metrics}:
+            raise ValueError(f"perturbation {name}: headline {cls.headline!r} not a metric")
         cls.name = name
+        cls.description = description
         PERTURBATIONS.register(name, description)(cls)
         return cls
 
     return decorate
 
 
-@torch.inference_mode()
-def accuracy_under(ctx: EvalContext, perturb=None) -> float:  # noqa: ANN001
-    """Accuracy of ``ctx.model`` on the test images, each batch passed through
-    ``perturb(x, y, batch_index)`` first when given."""
-    correct = 0
-    for i, (x, y) in enumerate(ctx.batches()):
-        if perturb is not None:
-            x = perturb(x, y, i)
-        correct += int((ctx.model(x).argmax(1) == y).sum())
-    return correct / len(ctx.data)
+def conventional_median(values: torch.Tensor) -> float:
+    """The median, averaging the two middle values of an even count (``torch.median``
+    returns the lower one)."""
+    if values.numel() == 0:
+        return math.nan
+    return float(torch.quantile(values.double(), 0.5))
+
+
+def require(condition: bool, message: str) -> None:
+    """Raise :class:`RbgError` with ``message`` unless ``condition`` (settings checks)."""
+    if not condition:
+        raise RbgError(message)

@@ -1,44 +1,57 @@
-"""DeepFool minimal L2 perturbations (Moosavi-Dezfooli et al., CVPR 2016; LapNet Fig. 5 right;
+"""DeepFool minimal perturbations (Moosavi-Dezfooli et al., CVPR 2016; LapNet Fig. 5 right;
 METHODS.md section 1.4).
 
 The model is attacked in [0, 1] pixel space (bounds (0, 1), normalisation inside the model)
-with minimal perturbations on an evenly spaced test subset (default 1,000 images; on a 10k test
-set that is LapNet's indices 0, 10, 20, ...). Backends: ``native`` (rbg's batched
-implementation, :mod:`robustbench_graph.deepfool`) and ``foolbox`` (foolbox 3's
-``L2DeepFoolAttack``); both take the same steps / candidates / overshoot / loss.
+with minimal perturbations on a test subset (``samples``, default 1,000, chosen by
+``subset``: evenly spaced by default, which on a 10k test set is LapNet's indices 0, 10, 20,
+...). Backends: ``native`` (rbg's batched implementation, :mod:`robustbench_graph.deepfool`)
+and ``foolbox`` (foolbox 3's ``L2DeepFoolAttack`` / ``LinfDeepFoolAttack``); both take the
+same steps / candidates / overshoot / loss.
 
 Metrics, over the subset:
 
-* ``mean_l2``, ``median_l2``: L2 norm of the perturbation over the images that are correctly
-  classified and successfully attacked (``mean_linf``, ``median_linf`` for the L-inf attack,
-  ``--deepfool-norms l2,linf``; param ``norm`` = 2 or inf);
+* ``mean_l2``, ``median_l2`` (``mean_linf``, ``median_linf`` for ``norms=linf``; param
+  ``norm`` = 2 or inf): the norm of the perturbation over the images that are correctly
+  classified and successfully attacked; the median of an even count averages the two middle
+  values;
 * ``success_rate``: successful attacks / correctly classified images;
 * ``mean_l2_per_dim``: LapNet's metric, the L2 norm divided by the input dimension D, with
   misclassified images counting 0 and failed attacks left out.
 
-Differences from foolbox 1.6.1 used by LapNet: 1.6.1 ran 100 steps on the top-10 classes,
-linearised cross-entropy differences and multiplied each step by 1.05; foolbox 3 runs
-``steps`` (default 50) with ``candidates`` (10), linearises logit differences by default
-(``--deepfool-loss crossentropy`` for 1.6.1's choice) and applies the overshoot once to the
-accumulated perturbation (x0 + (1 + overshoot) p_total, default 0.02).
+Against foolbox 1.6.1 (LapNet's): ``loss=crossentropy`` linearises log-softmax differences
+as 1.6.1 did, but a difference of log-softmax values equals the difference of logits, so it
+changes nothing (measured: at most 8.8e-7 per image). What does differ is the overshoot:
+foolbox 3 applies it once to the accumulated perturbation (``overshoot_schedule=total``,
+0.02), 1.6.1 multiplied every step by 1.05 (``overshoot_schedule=per-step``,
+``overshoot=0.05``, with 1.6.1's ``steps=100``); only the native backend has the per-step
+schedule.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import dataclass
 
 import torch
 
-from ..config import AttackConfig
-from .base import Cell, EvalContext, Measurement, Perturbation, register_perturbation
+from ..config import SUBSET_RULES, ImageSubset
+from ..deepfool import deepfool
+from ..settings import setting, to_json
+from .base import (
+    Cell,
+    EvalContext,
+    Measurement,
+    Metric,
+    Perturbation,
+    conventional_median,
+    register_perturbation,
+    require,
+)
 
 NORM_VALUES = {"l2": 2.0, "linf": float("inf")}
-
-
-def subset_indices(n: int, samples: int) -> torch.Tensor:
-    """Evenly spaced indices 0, s, 2s, ... with s = n // samples (all when samples >= n)."""
-    step = max(1, n // samples)
-    return torch.arange(0, n, step)[:samples]
+NORM_NAMES = {v: k for k, v in NORM_VALUES.items()}
+SCHEDULES = ("total", "per-step")
 
 
 def foolbox_deepfool(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
@@ -47,7 +60,7 @@ def foolbox_deepfool(model: torch.nn.Module, images: torch.Tensor, labels: torch
     """foolbox 3's DeepFool with ``epsilons=None`` (minimal perturbations, raw output)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        import foolbox as fb
+        import foolbox as fb  # optional at import time: its import costs ~1 s
     fmodel = fb.PyTorchModel(model, bounds=(0.0, 1.0), device=images.device)
     cls = fb.attacks.L2DeepFoolAttack if norm == "l2" else fb.attacks.LinfDeepFoolAttack
     attack = cls(steps=steps, candidates=candidates, overshoot=overshoot, loss=loss)
@@ -55,62 +68,110 @@ def foolbox_deepfool(model: torch.nn.Module, images: torch.Tensor, labels: torch
     return raw
 
 
-def run_deepfool(backend: str, model: torch.nn.Module, images: torch.Tensor,
-                 labels: torch.Tensor, **kwargs) -> torch.Tensor:  # noqa: ANN003
-    if backend == "foolbox":
-        return foolbox_deepfool(model, images, labels, **kwargs)
-    from ..deepfool import deepfool
+@dataclass(frozen=True)
+class DeepFoolSettings:
+    norms: tuple[str, ...] = setting(("l2",), "threat models: l2, linf")
+    samples: int = setting(1000, "test images attacked (LapNet: 1,000)")
+    subset: str = setting("spaced", "which images: spaced (0, s, 2s, ...) or first")
+    steps: int = setting(50, "iterations (foolbox 3: 50; LapNet's 1.6.1: 100)")
+    candidates: int = setting(10, "candidate classes, the clean top-k")
+    overshoot: float = setting(0.02, "overshoot (foolbox 3: 0.02; 1.6.1: 0.05 per step)")
+    overshoot_schedule: str = setting("total", "total: once on the accumulated perturbation "
+                                               "(foolbox 3); per-step: every step (1.6.1)")
+    loss: str = setting("logits", "linearised differences of logits or crossentropy "
+                                  "(the same steps, see the docs)")
+    backend: str = setting("native", "native (rbg's batched DeepFool) or foolbox (foolbox 3)")
 
-    return deepfool(model, images, labels, input_layer=getattr(model, "input_layer", None),
-                    **kwargs)
+    def validate(self) -> None:
+        require(bool(self.norms), "deepfool needs at least one norm")
+        for norm in self.norms:
+            require(norm in NORM_VALUES, f"unknown DeepFool norm {norm!r}; valid: l2, linf")
+        require(0 < self.samples <= 10_000_000, f"deepfool samples must be positive, got "
+                f"{self.samples}")
+        require(self.subset in SUBSET_RULES, f"unknown subset rule {self.subset!r}; valid: "
+                f"{', '.join(SUBSET_RULES)}")
+        require(0 < self.steps <= 100_000, f"deepfool steps must be in 1..100000, got "
+                f"{self.steps}")
+        require(2 <= self.candidates <= 100_000, f"deepfool candidates must be at least 2, "
+                f"got {self.candidates}")
+        require(self.overshoot >= 0, f"deepfool overshoot must be >= 0, got {self.overshoot}")
+        require(self.overshoot_schedule in SCHEDULES, f"unknown overshoot schedule "
+                f"{self.overshoot_schedule!r}; valid: {', '.join(SCHEDULES)}")
+        require(self.loss in ("logits", "crossentropy"), f"unknown DeepFool loss "
+                f"{self.loss!r}; valid: logits, crossentropy")
+        require(self.backend in ("native", "foolbox"), f"unknown DeepFool backend "
+                f"{self.backend!r}; valid: native, foolbox")
+        require(self.backend == "native" or self.overshoot_schedule == "total",
+                "the per-step overshoot schedule needs backend=native")
+
+
+def _metric(name: str, better: str, help: str) -> Metric:  # noqa: A002
+    return Metric(name, better, help)
 
 
 @register_perturbation("deepfool", "DeepFool minimal L2 perturbation on a 1,000-image test "
                        "subset: mean/median L2, success rate, LapNet's L2 per dimension")
 class DeepFool(Perturbation):
-    def cells(self, cfg: AttackConfig) -> list[Cell]:
-        return [Cell("deepfool", "norm", NORM_VALUES[norm], {
-            "norm": norm,
-            "samples": cfg.deepfool_samples, "steps": cfg.deepfool_steps,
-            "candidates": cfg.deepfool_candidates, "overshoot": cfg.deepfool_overshoot,
-            "loss": cfg.deepfool_loss, "backend": cfg.deepfool_backend,
-            "batch_size": cfg.deepfool_batch_size,
-        }) for norm in cfg.deepfool_norms]
+    Settings = DeepFoolSettings
+    sweep = "norms"
+    order = 90
+    headline = "mean_l2"
+    metrics = (
+        _metric("mean_l2", "higher", "mean L2 norm of the successful minimal perturbations"),
+        _metric("median_l2", "higher", "median L2 norm of the successful perturbations"),
+        _metric("mean_linf", "higher", "mean L-inf norm of the successful perturbations"),
+        _metric("median_linf", "higher", "median L-inf norm of the successful perturbations"),
+        Metric("success_rate", "lower", "successful attacks / correctly classified images",
+               percent=True),
+        _metric("mean_l2_per_dim", "higher", "LapNet's metric: L2 / D, misclassified "
+                "images counting 0"),
+    )
 
-    def measure(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
-        opts = cell.options
-        order = 2.0 if opts["norm"] == "l2" else float("inf")
-        name = opts["norm"]
-        idx = subset_indices(len(ctx.data), int(opts["samples"]))
+    def cells(self, test_images: ImageSubset) -> list[Cell]:
+        common = to_json(self.settings)
+        norms = common.pop("norms")
+        common["test_images"] = to_json(test_images)
+        return [Cell(self.name, "norm", NORM_VALUES[n], common, self.version)
+                for n in dict.fromkeys(norms)]
+
+    def attack(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str
+               ) -> torch.Tensor:
+        s = self.settings
+        common = dict(norm=norm, steps=s.steps, candidates=s.candidates,
+                      overshoot=s.overshoot, loss=s.loss)
+        if s.backend == "foolbox":
+            return foolbox_deepfool(model, x, y, **common)
+        return deepfool(model, x, y, input_layer=getattr(model, "input_layer", None),
+                        overshoot_schedule=s.overshoot_schedule, **common)
+
+    def evaluate(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
+        s = self.settings
+        norm = NORM_NAMES[cell.param_value]
+        order = NORM_VALUES[norm]
+        idx = torch.tensor(ImageSubset(s.samples, s.subset).indices(len(ctx.data)))
         dim = ctx.data.images[0].numel()
         norms, correct_all, success_all = [], [], []
-        for start in range(0, len(idx), int(opts["batch_size"])):
-            rows = idx[start:start + int(opts["batch_size"])]
-            rows = rows.to(ctx.device)
-            x, y = ctx.images[rows], ctx.labels[rows]
-            adv = run_deepfool(opts["backend"], ctx.model, x, y, norm=opts["norm"],
-                               steps=int(opts["steps"]), candidates=int(opts["candidates"]),
-                               overshoot=float(opts["overshoot"]), loss=str(opts["loss"]))
+        for x, y in ctx.batches(idx):
+            adv = self.attack(ctx.model, x, y, norm)
             with torch.inference_mode():
                 correct = ctx.model(x).argmax(1) == y
                 fooled = ctx.model(adv).argmax(1) != y
             norms.append((adv - x).flatten(1).norm(p=order, dim=1).cpu())
             correct_all.append(correct.cpu())
             success_all.append((correct & fooled).cpu())
-        l2 = torch.cat(norms).double()
+        dist = torch.cat(norms).double()
         correct = torch.cat(correct_all)
         success = torch.cat(success_all)
         n_ok, n_success, n_wrong = int(correct.sum()), int(success.sum()), int((~correct).sum())
-        ok_l2 = l2[success]
-        nan = float("nan")
+        ok = dist[success]
+        nan = math.nan
         per_dim_n = n_wrong + n_success
         rows = [
-            Measurement(0, f"mean_{name}", float(ok_l2.mean()) if n_success else nan, n_success),
-            Measurement(0, f"median_{name}", float(ok_l2.median()) if n_success else nan,
-                        n_success),
+            Measurement(0, f"mean_{norm}", float(ok.mean()) if n_success else nan, n_success),
+            Measurement(0, f"median_{norm}", conventional_median(ok), n_success),
             Measurement(0, "success_rate", n_success / n_ok if n_ok else nan, n_ok),
         ]
-        if name == "l2":
-            rows.append(Measurement(0, "mean_l2_per_dim", float(ok_l2.sum() / dim / per_dim_n)
+        if norm == "l2":
+            rows.append(Measurement(0, "mean_l2_per_dim", float(ok.sum() / dim / per_dim_n)
                                     if per_dim_n else nan, per_dim_n))
         return rows

@@ -1,25 +1,27 @@
 """Test-time inverted dropout after each block (LapNet Fig. 6; METHODS.md section 1.6).
 
 Batch-norm stays in eval mode; dropout with rate p (survivors scaled by 1/(1-p)) is applied to
-the output of every block tap (``model.block_taps``). Each p is evaluated on its own, unlike the
-released LapNet script whose counters carried over from p=0.25 into p=0.40. Masks come from a
-generator seeded per (run, p, repeat), so repeats differ and are reproducible.
+the output of the model's block taps (``model.block_taps``): all of them by default, or those
+numbered in ``blocks`` (1-based). On PreActResNet18 the taps are LapNet's 8 residual blocks; on
+``smallcnn`` they are its two convolution blocks *and* the 128-unit layer feeding the
+classifier, which is harsher than LapNet's placement (CE on mnist5k: 91.7% / 85.2% at p =
+0.25 / 0.40 with it, 95.3% / 94.1% with ``blocks=1,2``). Each p is evaluated on its own,
+unlike the released LapNet script whose counters carried over from p=0.25 into p=0.40. Masks
+come from a generator seeded per (run, p, repeat), so repeats differ and are reproducible.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
 import torch
 
-from ..config import AttackConfig
-from ..models import transform_outputs
-from .base import (
-    Cell,
-    EvalContext,
-    Measurement,
-    Perturbation,
-    accuracy_under,
-    register_perturbation,
-)
+from ..errors import RbgError
+from ..models import TappedModel, transform_outputs
+from ..settings import setting
+from .base import Draw, Perturbation, register_perturbation, require
 
 
 def seeded_dropout(p: float, gen: torch.Generator):  # noqa: ANN201
@@ -35,18 +37,41 @@ def seeded_dropout(p: float, gen: torch.Generator):  # noqa: ANN201
     return apply
 
 
+@dataclass(frozen=True)
+class DropoutSettings:
+    p: tuple[float, ...] = setting((0.25, 0.40), "dropout rates (LapNet: 0.25, 0.40)")
+    repeats: int = setting(40, "repeats per rate (LapNet: 40)")
+    blocks: tuple[int, ...] = setting((), "block taps to drop after, numbered from 1 "
+                                          "(empty: all of the model's blocks)")
+
+    def validate(self) -> None:
+        require(bool(self.p), "dropout needs at least one p")
+        for p in self.p:
+            require(0 <= p < 1, f"dropout p {p:g} is out of range [0, 1)")
+        require(0 < self.repeats <= 100_000, f"repeats must be in 1..100000, got {self.repeats}")
+        require(all(b >= 1 for b in self.blocks), "dropout blocks are numbered from 1")
+
+
 @register_perturbation("dropout", "test-time dropout after each block, p in {0.25, 0.40}, "
                        "40 repeats (LapNet Fig. 6)")
 class BlockDropout(Perturbation):
-    def cells(self, cfg: AttackConfig) -> list[Cell]:
-        return [Cell("dropout", "p", float(p), {"repeats": cfg.dropout_repeats})
-                for p in cfg.dropout_p]
+    Settings = DropoutSettings
+    sweep = "p"
+    repeats_setting = "repeats"
+    order = 30
 
-    def measure(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
-        n = len(ctx.data)
-        rows = []
-        for r in range(int(cell.options["repeats"])):
-            drop = seeded_dropout(cell.param_value, ctx.generator(cell, r))
-            with transform_outputs(ctx.model.block_taps, drop):
-                rows.append(Measurement(r, "accuracy", accuracy_under(ctx), n))
-        return rows
+    def taps(self, model: TappedModel) -> list[torch.nn.Module]:
+        taps = model.block_taps
+        if not self.settings.blocks:
+            return taps
+        if max(self.settings.blocks) > len(taps):
+            raise RbgError(f"dropout blocks {self.settings.blocks} name a block beyond the "
+                           f"model's {len(taps)}")
+        return [taps[b - 1] for b in self.settings.blocks]
+
+    @contextmanager
+    def perturbed_model(self, draw: Draw) -> Iterator[TappedModel]:
+        model = draw.ctx.model
+        with transform_outputs(self.taps(model), seeded_dropout(draw.cell.param_value,
+                                                                draw.generator)):
+            yield model

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..config import AttackConfig
-from .base import (
-    Cell,
-    EvalContext,
-    Measurement,
-    Perturbation,
-    accuracy_under,
-    register_perturbation,
-)
+from ..models import TappedModel
+from ..settings import setting
+from .base import ACCURACY, Draw, Metric, Perturbation, register_perturbation, require
 
 
 def power_of_two_scale(weight: torch.Tensor, bits: int) -> float:
@@ -63,16 +60,27 @@ def quantized_copy(model: nn.Module, bits: int) -> tuple[nn.Module, int, int]:
     return clone, clamped, total
 
 
+@dataclass(frozen=True)
+class QuantizeSettings:
+    bits: tuple[int, ...] = setting((5,), "weight bit widths (LapNet: 5)")
+
+    def validate(self) -> None:
+        require(bool(self.bits), "quantize needs at least one bit width")
+        for bits in self.bits:
+            require(2 <= bits <= 32, f"quantisation bits {bits} out of range 2..32")
+
+
 @register_perturbation("quantize", "weights quantised per layer to signed integers with a "
                        "power-of-two scale, 5 bits by default (LapNet Fig. 6 right)")
 class Quantize(Perturbation):
-    def cells(self, cfg: AttackConfig) -> list[Cell]:
-        return [Cell("quantize", "bits", float(b)) for b in cfg.quantize_bits]
+    Settings = QuantizeSettings
+    sweep = "bits"
+    order = 40
+    metrics = (ACCURACY, Metric("clamped_weights", "none",
+                                "weights clamped to the integer range (a diagnostic)"))
 
-    def measure(self, cell: Cell, ctx: EvalContext) -> list[Measurement]:
-        model, clamped, total = quantized_copy(ctx.model, int(cell.param_value))
-        sub = copy.copy(ctx)  # shares the converted test images
-        sub.model = model
-        n = len(ctx.data)
-        return [Measurement(0, "accuracy", accuracy_under(sub), n),
-                Measurement(0, "clamped_weights", float(clamped), total)]
+    @contextmanager
+    def perturbed_model(self, draw: Draw) -> Iterator[TappedModel]:
+        model, clamped, total = quantized_copy(draw.ctx.model, int(draw.cell.param_value))
+        draw.put("clamped_weights", float(clamped), total)
+        yield model

@@ -13,15 +13,13 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from ..perturbations import suite_order
+
 GROUP: tuple[str, ...] = ("dataset", "model", "method", "perturbation", "param",
-                          "param_value", "metric")
+                          "param_value", "variant", "metric")
 STATS: tuple[str, ...] = ("n", "mean", "std", "median", "q25", "q75", "min", "max")
 SUMMARY_COLUMNS: tuple[str, ...] = (*GROUP, "runs", *STATS)
 
-# Perturbation families in the order the report shows them; unknown ones follow, sorted.
-PERTURBATION_ORDER: tuple[str, ...] = (
-    "clean", "gaussian", "dropout", "quantize", "fgsm-before-norm", "fgsm-after-norm", "deepfool",
-)
 
 
 def describe(values: Iterable[float]) -> dict[str, float]:
@@ -61,9 +59,11 @@ def method_order(methods: Iterable[str], baseline: str) -> list[str]:
 
 
 def perturbation_rank(perturbation: str) -> tuple[int, str]:
-    if perturbation in PERTURBATION_ORDER:
-        return PERTURBATION_ORDER.index(perturbation), ""
-    return len(PERTURBATION_ORDER), perturbation
+    """The suite order of the registered families; unknown ones follow, sorted."""
+    order = suite_order()
+    if perturbation in order:
+        return order.index(perturbation), ""
+    return len(order), perturbation
 
 
 def sort_rows(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
@@ -82,6 +82,9 @@ def sort_rows(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
         rank = {m: i for i, m in enumerate(method_order(df["method"], baseline))}
         keys["m_rank"] = df["method"].map(rank)
     by = ["dataset", "model", "p_rank", "perturbation", "param", "param_value"]
+    if "variant" in df.columns:
+        keys["variant"] = df["variant"].astype(str)
+        by.append("variant")
     if "m_rank" in keys.columns:
         by.insert(2, "m_rank")
     if "metric" in df.columns:

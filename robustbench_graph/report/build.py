@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import __version__
 from ..io import atomic_write, write_text_atomic
 from .aggregate import method_order, summarize
 from .collect import RunInfo, collect
 from .compare import ALPHA, compare
+from .html import render_html
 from .plots import PlotFile, write_plots
 from .tables import Table, build_tables
 
@@ -33,6 +35,7 @@ class Report:
     tables: list[Table]
     runs: list[RunInfo]
     methods: list[str]
+    settings: dict = field(default_factory=dict)  # fingerprint: the attack settings it names
     alpha: float = ALPHA
     plots: list[PlotFile] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -62,8 +65,6 @@ def build_report(runs_root: Path, out_dir: Path, baseline: str = "ce",
         RbgError: no run folder under ``runs_root``.
         NoUsableResults: no results could be read (its ``warnings`` say why).
     """
-    import robustbench_graph
-
     collected = collect(runs_root)
     results = collected.results
     methods = method_order(results["method"], baseline)
@@ -77,8 +78,8 @@ def build_report(runs_root: Path, out_dir: Path, baseline: str = "ce",
         runs_root=Path(runs_root), out_dir=Path(out_dir), baseline=baseline, results=results,
         summary=summary, comparisons=comparisons,
         tables=build_tables(summary, comparisons, baseline), runs=collected.runs,
-        methods=methods, warnings=warnings, notes=notes,
-        version=robustbench_graph.__version__,
+        methods=methods, settings=collected.settings, warnings=warnings, notes=notes,
+        version=__version__,
         created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     out = Path(out_dir)
@@ -88,8 +89,6 @@ def build_report(runs_root: Path, out_dir: Path, baseline: str = "ce",
     if plots:
         report.plots = write_plots(results, methods, out)
         report.files += [f for p in report.plots for f in (p.png, p.svg)]
-    from .html import render_html
-
     write_text_atomic(out / INDEX, render_html(report))
     report.files.append(out / INDEX)
     return report

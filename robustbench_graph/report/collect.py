@@ -2,7 +2,13 @@
 
 A run whose ``config.json`` or ``results.csv`` cannot be read is left out with a warning
 naming the file; a run whose status is ``failed`` is listed, not read. Each results row is
-joined with its run's config record (by run folder) to get the ``method``.
+joined with its run's config record (by run folder) to get the ``method``, and with its
+``attack.json`` to get the settings behind its fingerprint.
+
+Cells of one setting (dataset, model, perturbation, param, param_value) computed under
+different settings are never pooled: each fingerprint gets a ``variant`` label naming the
+settings in which it differs from the others (``draws=2, test_images.samples=50``), and the
+report keeps variants apart. Where a setting has one fingerprint the label is empty.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..attack_record import flatten_settings, read_attack_record, settings_of, show_setting
 from ..errors import RbgError
-from ..records import COLUMNS, read_results
+from ..records import COLUMNS, UNRECORDED, read_results
 from ..runs import RESULTS, find_runs, read_config, read_status
 
 
@@ -52,9 +59,11 @@ class Collected:
     results: pd.DataFrame
     runs: list[RunInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # fingerprint: settings
 
 
-def _read_one(run_dir: Path, warnings: list[str]) -> tuple[RunInfo, pd.DataFrame | None]:
+def _read_one(run_dir: Path, warnings: list[str], settings: dict[str, dict[str, Any]]
+              ) -> tuple[RunInfo, pd.DataFrame | None]:
     try:
         record = read_config(run_dir)
     except RbgError as err:
@@ -76,6 +85,15 @@ def _read_one(run_dir: Path, warnings: list[str]) -> tuple[RunInfo, pd.DataFrame
     except RbgError as err:
         warnings.append(f"{err}; left out of the report")
         return replace(info, message=str(err)), None
+    try:
+        attack = read_attack_record(run_dir)
+    except RbgError as err:
+        warnings.append(f"{err}; the settings of its results are unknown")
+        attack = {"settings": {}, "cells": {}}
+    for fp in set(df["settings"]) - {UNRECORDED}:
+        known = settings_of(attack, fp)
+        if known is not None:
+            settings.setdefault(fp, known)
     if state != "complete":
         warnings.append(f"{run_dir} has status {state!r}; its results are reported anyway")
     df = df.copy()
@@ -97,14 +115,43 @@ def collect(runs_root: Path) -> Collected:
     if not run_dirs:
         raise RbgError(f"no run folders (with config.json) under {runs_root}")
     warnings: list[str] = []
+    settings: dict[str, dict[str, Any]] = {}
     runs: list[RunInfo] = []
     frames: list[pd.DataFrame] = []
     for run_dir in run_dirs:
-        info, df = _read_one(run_dir, warnings)
+        info, df = _read_one(run_dir, warnings, settings)
         runs.append(info)
         if df is not None and not df.empty:
             frames.append(df)
     if not frames:
         raise NoUsableResults(f"no usable results under {runs_root}", warnings)
     results = pd.concat(frames, ignore_index=True)[[*COLUMNS, "method"]]
-    return Collected(results, runs, warnings)
+    results["variant"] = variant_labels(results, settings)
+    mixed = results.loc[results["variant"] != "", ["perturbation", "param", "param_value"]]
+    if not mixed.empty:
+        warnings.append(f"{len(mixed.drop_duplicates())} setting(s) hold results computed "
+                        "under different settings; they are shown apart (see 'Settings')")
+    return Collected(results, runs, warnings, settings)
+
+
+SETTING_KEYS = ("dataset", "model", "perturbation", "param", "param_value")
+
+
+def variant_labels(results: pd.DataFrame, settings: dict[str, dict[str, Any]]) -> pd.Series:
+    """Per row: empty where its setting has one fingerprint, else what distinguishes its
+    fingerprint's settings from the others' (``settings unrecorded`` for old results)."""
+    labels = pd.Series("", index=results.index, dtype="object")
+    for _, group in results.groupby(list(SETTING_KEYS), dropna=False, sort=False):
+        fps = sorted(set(group["settings"]))
+        if len(fps) < 2:
+            continue
+        flat = {fp: flatten_settings(settings[fp]) for fp in fps if fp in settings}
+        keys = sorted({k for f in flat.values() for k in f})
+        differing = [k for k in keys if len({f.get(k) for f in flat.values()}) > 1]
+        for fp in fps:
+            if fp not in flat:
+                text = "settings unrecorded" if fp == UNRECORDED else f"settings {fp}"
+            else:
+                text = ", ".join(f"{k}={show_setting(k, flat[fp].get(k))}" for k in differing) or fp
+            labels[group.index[group["settings"] == fp]] = text
+    return labels

@@ -4,8 +4,9 @@ Comparisons are made per (dataset, model, perturbation, param, param_value, metr
 pooled values (seeds and repeats together, see :mod:`.aggregate`). The two-sided p-values
 are Holm-corrected over *all* comparisons of one report (every row of ``comparisons.csv``).
 Diagnostic metrics that describe the perturbation rather than the model's robustness
-(:data:`DIAGNOSTIC_METRICS`, e.g. the realised SNR) are summarised but not compared, so
-that they do not weaken the correction.
+(declared ``better="none"`` by their family, e.g. the realised SNR) are summarised but not
+compared, so that they do not weaken the correction. Cells of different settings (different
+``variant``) are never compared with each other.
 """
 
 from __future__ import annotations
@@ -16,15 +17,22 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
+from ..perturbations import metric_info
 from .aggregate import method_order, sort_rows
 
-KEY: tuple[str, ...] = ("dataset", "model", "perturbation", "param", "param_value", "metric")
+KEY: tuple[str, ...] = ("dataset", "model", "perturbation", "param", "param_value", "variant",
+                        "metric")
 COMPARISON_COLUMNS: tuple[str, ...] = (
     *KEY, "method", "baseline", "n", "n_baseline", "median", "median_baseline",
     "diff_median", "u_statistic", "p_value", "p_holm", "significant",
 )
 ALPHA = 0.05
-DIAGNOSTIC_METRICS: frozenset[str] = frozenset({"snr_db", "noise_std", "clamped_weights"})
+
+
+def is_diagnostic(perturbation: str, metric: str) -> bool:
+    """Whether the family declares ``metric`` a diagnostic (unknown metrics are compared)."""
+    info = metric_info(perturbation, metric)
+    return info is not None and info.better == "none"
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -48,17 +56,19 @@ def _values(group: pd.DataFrame, method: str) -> np.ndarray:
     return v[~np.isnan(v)]
 
 
-def compare(results: pd.DataFrame, baseline: str = "ce", alpha: float = ALPHA,
-            skip_metrics: frozenset[str] = DIAGNOSTIC_METRICS) -> tuple[pd.DataFrame, list[str]]:
+def compare(results: pd.DataFrame, baseline: str = "ce", alpha: float = ALPHA
+            ) -> tuple[pd.DataFrame, list[str]]:
     """Compare every method with ``baseline``; returns (comparisons, notes).
 
     ``diff_median`` is the method's median minus the baseline's. ``p_value`` is
     ``scipy.stats.mannwhitneyu(method, baseline, alternative="two-sided")``; ``p_holm`` is
     its Holm-adjusted value and ``significant`` is ``p_holm < alpha``. Where the baseline
     has no results for a dataset/model (or one setting of it) nothing is compared; the
-    notes say so. Metrics in ``skip_metrics`` are not compared.
+    notes say so. Diagnostic metrics are not compared.
     """
-    results = results[~results["metric"].isin(skip_metrics)]
+    diagnostic = [is_diagnostic(p, m) for p, m in zip(results["perturbation"], results["metric"],
+                                                      strict=True)]
+    results = results[~pd.Series(diagnostic, index=results.index, dtype=bool)]
     rows: list[dict] = []
     notes: list[str] = []
     for (dataset, model), dm in results.groupby(["dataset", "model"], sort=True):

@@ -90,7 +90,8 @@ def _comparisons(report: Report) -> str:
     header = ["dataset", "model", "setting", "metric", "method", "n", "median",
               f"median {esc(report.baseline)}", "Δ median", "U", "p", "Holm p", "sig."]
     rows = ([esc(r.dataset), esc(r.model),
-             esc(setting_label(r.perturbation, r.param, r.param_value)), esc(r.metric),
+             esc(setting_label(r.perturbation, r.param, r.param_value, r.variant)),
+             esc(r.metric),
              esc(r.method), esc(r.n), _num(r.median), _num(r.median_baseline),
              _num(r.diff_median), _num(r.u_statistic), _num(r.p_value, 3),
              _num(r.p_holm, 3), "*" if r.significant else ""]
@@ -121,6 +122,25 @@ def _provenance(report: Report) -> str:
               "epochs", "result rows", "versions", "git commit"]
     return (f'<p class="note">Commits: {esc(summary)}</p>\n' + _rows(header, rows)
             + "<h3>Configurations</h3>\n" + "".join(details))
+
+
+def _attack_settings(report: Report) -> str:
+    """Every settings fingerprint in the results: its family, runs and settings."""
+    used = report.results.groupby("settings", sort=True)
+    header = ["fingerprint", "perturbation", "variant", "runs", "settings"]
+    rows = []
+    for fp, group in used:
+        settings = report.settings.get(fp)
+        if settings is None:
+            text = "not recorded (computed before rbg recorded settings)" if fp == "" else "unknown"
+        else:
+            text = "; ".join(f"{k}={json.dumps(v)}" for k, v in sorted(settings.items()))
+        variants = ", ".join(sorted(set(group["variant"]) - {""})) or "–"
+        rows.append([esc(fp or "–"), esc(", ".join(sorted(set(group["perturbation"])))),
+                     esc(variants), esc(group["run"].nunique()), esc(text)])
+    return ('<p class="note">Every result carries the fingerprint of the settings that '
+            "produced it; results of different settings are never pooled.</p>\n"
+            + _rows(header, rows, name_cols=3))
 
 
 def render_html(report: Report) -> str:
@@ -162,6 +182,8 @@ def render_html(report: Report) -> str:
                      "</figure>\n")
     parts += ["</section>\n<section id=\"comparisons\">\n",
               f"<h2>Comparisons with {esc(report.baseline)}</h2>\n", _comparisons(report),
+              "</section>\n<section id=\"settings\">\n<h2>Settings</h2>\n",
+              _attack_settings(report),
               "</section>\n<section id=\"provenance\">\n<h2>Runs</h2>\n", _provenance(report),
               "</section>\n</body>\n</html>\n"]
     return "".join(parts)

@@ -137,24 +137,27 @@ def write_plots(results: pd.DataFrame, methods: list[str], out_dir: Path) -> lis
     plot_dir.mkdir(parents=True, exist_ok=True)
     colors = method_colors(methods)
     written: list[PlotFile] = []
-    groups = results.groupby(["dataset", "model", "perturbation"], sort=False)
-    for dataset, model, perturbation in sorted(
-            groups.groups, key=lambda k: (str(k[0]), str(k[1]), perturbation_rank(str(k[2])))):
-        group = groups.get_group((dataset, model, perturbation))
+    groups = results.groupby(["dataset", "model", "perturbation", "variant"], sort=False)
+    for dataset, model, perturbation, variant in sorted(
+            groups.groups, key=lambda k: (str(k[0]), str(k[1]), perturbation_rank(str(k[2])),
+                                          str(k[3]))):
+        group = groups.get_group((dataset, model, perturbation, variant))
         data = group[group["metric"] == headline_metric(str(perturbation))]
         if data.empty:
             continue
         here = set(results.loc[(results["dataset"] == dataset) & (results["model"] == model),
                                "method"])
-        fig = box_figure(data, f"{dataset} / {model}: {perturbation}",
+        name = f"{perturbation} [{variant}]" if variant else str(perturbation)
+        fig = box_figure(data, f"{dataset} / {model}: {name}",
                          [m for m in methods if m in here], colors)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100)
         png_bytes = buffer.getvalue()
-        stem = _slug(f"{dataset}-{model}-{perturbation}")
+        stem = _slug(f"{dataset}-{model}-{perturbation}"
+                     + (f"-{data['settings'].iloc[0]}" if variant else ""))
         png, svg = plot_dir / f"{stem}.png", plot_dir / f"{stem}.svg"
         atomic_write(png, lambda p, b=png_bytes: p.write_bytes(b))
         atomic_write(svg, lambda p, f=fig: f.savefig(p, format="svg"))
-        written.append(PlotFile(str(dataset), str(model), str(perturbation), png, svg,
+        written.append(PlotFile(str(dataset), str(model), name, png, svg,
                                 png_bytes))
     return written

@@ -12,17 +12,25 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
+from ..perturbations import PERTURBATIONS, family_class, metric_info
 from .aggregate import method_order, perturbation_rank, value_key
 
-# The metric shown for a perturbation family when it has several; otherwise "accuracy".
-HEADLINE: dict[str, str] = {"deepfool": "mean_l2"}
-PERCENT_METRICS: frozenset[str] = frozenset({"accuracy", "success_rate"})
-# Higher is better for accuracy and for DeepFool L2 distances; lower for the success rate.
-LOWER_IS_BETTER: frozenset[str] = frozenset({"success_rate"})
+# Metrics shown in percent: those the families declare so.
+PERCENT_METRICS: frozenset[str] = frozenset(
+    m.name for e in PERTURBATIONS for m in e.factory.metrics if m.percent)
+
+
+SHOWN_SNR_GAP = 0.1  # dB between target and realised SNR from which a label shows both
 
 
 def headline_metric(perturbation: str) -> str:
-    return HEADLINE.get(perturbation, "accuracy")
+    """The metric a family's table column shows (``accuracy`` for unknown families)."""
+    return family_class(perturbation).headline if perturbation in PERTURBATIONS else "accuracy"
+
+
+def lower_is_better(perturbation: str, metric: str) -> bool:
+    info = metric_info(perturbation, metric)
+    return info is not None and info.better == "lower"
 
 
 def format_number(x: float) -> str:
@@ -30,11 +38,13 @@ def format_number(x: float) -> str:
     return f"{x:g}"
 
 
-def setting_label(perturbation: str, param: str, param_value: float) -> str:
-    """``clean``, ``gaussian snr_db=20``, ``fgsm-after-norm linf_eps=0.1``."""
+def setting_label(perturbation: str, param: str, param_value: float, variant: str = "") -> str:
+    """``clean``, ``gaussian snr_db=20``, ``fgsm-after-norm linf_eps=0.1``; a variant (other
+    settings of the same setting) in brackets: ``gaussian snr_db=20 [draws=2]``."""
+    extra = f" [{variant}]" if variant else ""
     if str(param) in ("none", "", "nan") or value_key(param_value) is None:
-        return str(perturbation)
-    return f"{perturbation} {param}={format_number(float(param_value))}"
+        return f"{perturbation}{extra}"
+    return f"{perturbation} {param}={format_number(float(param_value))}{extra}"
 
 
 def format_value(x: float, metric: str) -> str:
@@ -59,10 +69,16 @@ class Column:
     param: str
     param_value: float
     metric: str
+    variant: str = ""
+    realised_snr: float = math.nan  # the mean realised SNR where the param is a target SNR
 
     @property
     def label(self) -> str:
-        return setting_label(self.perturbation, self.param, self.param_value)
+        text = setting_label(self.perturbation, self.param, self.param_value, self.variant)
+        if (not math.isnan(self.realised_snr)
+                and abs(self.realised_snr - self.param_value) >= SHOWN_SNR_GAP):
+            text += f" (realised {self.realised_snr:.1f} dB)"
+        return text
 
     @property
     def unit(self) -> str:
@@ -108,11 +124,22 @@ class Table:
         return self.cells.get((method, column))
 
 
+def _realised_snr(summary: pd.DataFrame) -> dict[tuple, float]:
+    """The mean realised SNR over methods of each column whose param is a target SNR."""
+    rows = summary[(summary["metric"] == "snr_db") & (summary["param"] == "snr_db")]
+    out = {}
+    for key, group in rows.groupby(["dataset", "model", "perturbation", "param", "param_value",
+                                    "variant"], sort=False, dropna=False):
+        d, m, p, q, v, var = key
+        out[(d, m, p, q, value_key(v), var)] = float(group["mean"].mean())
+    return out
+
+
 def _significance(comparisons: pd.DataFrame) -> dict[tuple, tuple[bool, float]]:
     out = {}
     for r in comparisons.itertuples(index=False):
         key = (r.dataset, r.model, r.method, r.perturbation, r.param,
-               value_key(r.param_value), r.metric)
+               value_key(r.param_value), r.variant, r.metric)
         out[key] = (bool(r.significant), float(r.p_holm))
     return out
 
@@ -123,25 +150,31 @@ def build_tables(summary: pd.DataFrame, comparisons: pd.DataFrame,
     signif = _significance(comparisons)
     head = summary[[headline_metric(p) == m
                     for p, m in zip(summary["perturbation"], summary["metric"], strict=True)]]
+    realised = _realised_snr(summary)
     tables = []
     for (dataset, model), dm in head.groupby(["dataset", "model"], sort=True):
-        settings = dm[["perturbation", "param", "param_value", "metric"]].drop_duplicates()
+        settings = dm[["perturbation", "param", "param_value", "variant", "metric"]
+                      ].drop_duplicates()
         columns = sorted(
-            (Column(str(p), str(q), float(v), str(m))
-             for p, q, v, m in settings.itertuples(index=False)),
+            (Column(str(p), str(q), float(v), str(m), str(var),
+                    realised.get((dataset, model, p, q, value_key(v), var), math.nan))
+             for p, q, v, var, m in settings.itertuples(index=False)),
             key=lambda c: (perturbation_rank(c.perturbation), c.param,
-                           -math.inf if value_key(c.param_value) is None else c.param_value))
+                           -math.inf if value_key(c.param_value) is None else c.param_value,
+                           c.variant))
         table = Table(str(dataset), str(model), baseline,
                       method_order(dm["method"], baseline), columns)
-        index = {(r.method, r.perturbation, r.param, value_key(r.param_value)): r
+        index = {(r.method, r.perturbation, r.param, value_key(r.param_value), r.variant): r
                  for r in dm.itertuples(index=False)}
         for j, col in enumerate(columns):
             for method in table.methods:
-                r = index.get((method, col.perturbation, col.param, value_key(col.param_value)))
+                r = index.get((method, col.perturbation, col.param, value_key(col.param_value),
+                               col.variant))
                 if r is None or r.n == 0:
                     continue
                 sig, p = signif.get((dataset, model, method, col.perturbation, col.param,
-                                     value_key(col.param_value), col.metric), (False, math.nan))
+                                     value_key(col.param_value), col.variant, col.metric),
+                                    (False, math.nan))
                 table.cells[(method, j)] = Cell(float(r.median), float(r.q25), float(r.q75),
                                                 int(r.n), col.metric, significant=sig, p_holm=p)
             _mark_best(table, j)
@@ -153,7 +186,8 @@ def _mark_best(table: Table, j: int) -> None:
     cells = {m: c for (m, k), c in table.cells.items() if k == j}
     if not cells:
         return
-    sign = -1.0 if table.columns[j].metric in LOWER_IS_BETTER else 1.0
+    col = table.columns[j]
+    sign = -1.0 if lower_is_better(col.perturbation, col.metric) else 1.0
     best = max(sign * c.median for c in cells.values())
     for method, c in cells.items():
         if sign * c.median == best:

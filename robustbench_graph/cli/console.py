@@ -1,0 +1,47 @@
+"""The consoles and the error boundary every command shares: project errors become one line
+on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import RbgError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def guarded(func: F) -> F:
+    """Turn project errors into one line on stderr and exit 1; Ctrl-C into exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="foolbox")
+        try:
+            return func(*args, **kwargs)
+        except RbgError as err:
+            raise fail(str(err)) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted; finished work is kept, run the command again to resume",
+                       130) from None
+        except PermissionError as err:
+            raise fail(f"permission denied: {err.filename or err}") from None
+        except OSError as err:
+            if err.errno == 28:
+                raise fail("no space left on device; finished work is kept") from None
+            raise fail(f"{err.strerror or err}: {err.filename or ''}".rstrip(": ")) from None
+
+    return wrapper  # type: ignore[return-value]
