@@ -66,7 +66,8 @@ class _Bounds(nn.Module):
             return getattr(self.model, name)
 
     def forward(self, x):
-        self.lo, self.hi = min(self.lo, float(x.min())), max(self.hi, float(x.max()))
+        seen = x.detach()
+        self.lo, self.hi = min(self.lo, float(seen.min())), max(self.hi, float(seen.max()))
         return self.model(x)
 
 
