@@ -6,6 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from robustbench_graph.perturbations import suite_order
 from robustbench_graph.records import COLUMNS
 
 from conftest import cli
@@ -36,8 +37,7 @@ def test_attack_whole_suite_tidy_and_idempotent(runs):
     assert result.exit_code == 0, result.output
     table = pd.read_csv(next(runs.glob("*seed0")) / "results.csv")
     assert tuple(table.columns) == COLUMNS
-    assert set(table.perturbation) == {"clean", "gaussian", "gaussian-iid", "fgsm-before-norm",
-                                       "fgsm-after-norm", "dropout", "quantize", "deepfool"}
+    assert set(table.perturbation) == set(suite_order())  # every registered family
     assert pd.api.types.is_numeric_dtype(table.value)
     acc = table[table.metric == "accuracy"]
     assert acc.value.between(0, 1).all()
