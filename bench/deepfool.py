@@ -1,6 +1,7 @@
 """Benchmark: rbg's native DeepFool against foolbox 3.3.4's, same model, inputs and settings.
 
-Claim: ``robustbench_graph.deepfool.deepfool`` returns the same adversarials as foolbox 3's
+Claim: rbg's native DeepFool (``robustbench_graph.perturbations.deepfool.native``) returns the
+same adversarials as foolbox 3's
 ``L2DeepFoolAttack`` / ``LinfDeepFoolAttack`` (``epsilons=None``; per-image perturbation norms
 equal within 1e-4 relative) at least 3x faster in images/s, on
 
@@ -36,8 +37,8 @@ import torch.nn.functional as F
 
 from robustbench_graph.allocator import tune_malloc
 from robustbench_graph.data import dataset_info, load_dataset
-from robustbench_graph.deepfool import deepfool
 from robustbench_graph.models import create_model, set_memory_format
+from robustbench_graph.perturbations.deepfool.native import deepfool
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -30,7 +30,8 @@ from .device import eval_batch_size
 from .errors import RbgError
 from .perturbations import Cell, EvalContext, Perturbation, build_suite, dataset_family
 from .records import COLUMNS, cell_fingerprints, read_results, replace_cell
-from .runs import RESULTS, LoadedRun, find_runs, load_run
+from .rundir import RESULTS, find_runs
+from .runs import LoadedRun, load_run
 
 LOCK = ".rbg.lock"
 

@@ -1,46 +1,28 @@
-"""The run folder: the only contract between ``train``, ``attack`` and ``report``.
-
-A run folder holds::
-
-    config.json        the resolved TrainConfig, seed, method, versions, git commit
-    model.safetensors  the final weights (never a pickle)
-    loss_state.safetensors  state of a stateful loss (e.g. LMD class centres), if any
-    train_log.csv      tidy: epoch, split, metric, value
-    status.json        {"status": "running" | "complete" | "failed", ...}
-    checkpoint.pt      last finished epoch while training (tensors only, weights_only load)
-    results.csv        rows written by ``rbg attack``
+"""Runs as units of work and as trained models: what a run is (:class:`RunSpec`, its config
+record and name), deciding what to do with a folder, and assembling a finished run's model
+(:func:`load_run`). The folder's files themselves are read and written by
+:mod:`robustbench_graph.rundir`.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
+from . import __version__
 from .config import TrainConfig
 from .data import DatasetInfo, dataset_info
 from .device import describe_device
 from .errors import RbgError
-from .io import atomic_write, write_json_atomic
 from .losses import LOSSES, create_loss, method_name, parse_loss_options, resolved_options
 from .models import TappedModel, create_model, set_memory_format
 from .parseval import make_parseval
-
-CONFIG = "config.json"
-WEIGHTS = "model.safetensors"
-LOSS_STATE = "loss_state.safetensors"
-TRAIN_LOG = "train_log.csv"
-STATUS = "status.json"
-CHECKPOINT = "checkpoint.pt"
-RESULTS = "results.csv"
+from .rundir import CHECKPOINT, CONFIG, WEIGHTS, git_commit, load_weights, read_config, read_status
 
 
 @dataclass(frozen=True)
@@ -61,8 +43,6 @@ class RunSpec:
 
     def config_record(self, device: torch.device | None = None) -> dict[str, Any]:
         """The run's ``config.json``; with ``device``, also the hardware it trains on."""
-        import robustbench_graph
-
         hardware = {}
         if device is not None:
             device = torch.device(device)
@@ -82,24 +62,13 @@ class RunSpec:
             "method": self.method,
             "train": self.config.to_dict(),
             "versions": {
-                "robustbench_graph": robustbench_graph.__version__,
+                "robustbench_graph": __version__,
                 "torch": torch.__version__,
                 "python": platform.python_version(),
             },
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             **hardware,
         }
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def method_of(config: TrainConfig) -> str:
@@ -110,33 +79,6 @@ def method_of(config: TrainConfig) -> str:
 
 def run_name(config: TrainConfig, seed: int) -> str:
     return f"{config.dataset}-{config.model}-{method_of(config)}-seed{seed}"
-
-
-def read_status(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / STATUS
-    if not path.exists():
-        return {"status": "missing"}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"status": "corrupt"}
-
-
-def write_status(run_dir: Path, status: str, **extra: Any) -> None:
-    write_json_atomic(Path(run_dir) / STATUS, {"status": status, **extra})
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / CONFIG
-    try:
-        record = json.loads(path.read_text())
-        TrainConfig.from_dict(record["train"])
-        int(record["seed"])
-    except FileNotFoundError:
-        raise RbgError(f"{run_dir} is not a run folder (no {CONFIG})") from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RbgError(f"{path} is unreadable or not an rbg run config") from None
-    return record
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
@@ -172,22 +114,6 @@ def prepare_run_dir(spec: RunSpec, overwrite: bool) -> str:
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     return "new"
-
-
-def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    atomic_write(Path(path), lambda p: save_file(tensors, str(p)))
-
-
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; anything else (a pickle, a truncated file) is refused."""
-    path = Path(path)
-    if not path.exists():
-        raise RbgError(f"missing weights file {path}")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise RbgError(f"{path} is not a valid safetensors weights file ({err})") from None
 
 
 @dataclass
@@ -247,11 +173,3 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     model.to(device).eval()
     set_memory_format(model, cfg.channels_last, device)
     return LoadedRun(run_dir, record, model, info)
-
-
-def find_runs(root: Path) -> list[Path]:
-    """Every run folder (one holding config.json) under ``root``, sorted."""
-    root = Path(root)
-    if (root / CONFIG).exists():
-        return [root]
-    return sorted(p.parent for p in root.rglob(CONFIG))

@@ -28,18 +28,8 @@ from .io import atomic_write, write_json_atomic, write_text_atomic
 from .losses import create_loss, resolved_options
 from .models import set_memory_format
 from .parseval import retract_
-from .runs import (
-    CHECKPOINT,
-    CONFIG,
-    LOSS_STATE,
-    TRAIN_LOG,
-    WEIGHTS,
-    RunSpec,
-    build_model,
-    prepare_run_dir,
-    save_weights,
-    write_status,
-)
+from .rundir import CHECKPOINT, CONFIG, LOSS_STATE, TRAIN_LOG, WEIGHTS, save_weights, write_status
+from .runs import RunSpec, build_model, prepare_run_dir, run_name
 
 
 class TrainingDiverged(RbgError):
@@ -240,8 +230,6 @@ def plan_runs(
     config: TrainConfig, seeds: list[int], out: Path
 ) -> list[RunSpec]:
     """The training units of a sweep: one :class:`RunSpec` per seed (plain data)."""
-    from .runs import run_name
-
     config.validate()
     options = resolved_options(config.loss, config.loss_options)
     config = replace(config.resolved(), loss_options=options)

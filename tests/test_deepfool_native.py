@@ -11,8 +11,13 @@ import torch
 
 from robustbench_graph import deepfool as native
 from robustbench_graph.data import dataset_info, load_dataset
-from robustbench_graph.deepfool import _fast_batchnorm_backward, _forward, _split_layer, deepfool
 from robustbench_graph.models import create_model
+from robustbench_graph.perturbations.deepfool.native import (
+    _fast_batchnorm_backward,
+    _forward,
+    _split_layer,
+    deepfool,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from robustbench_graph.errors import RbgError
 from robustbench_graph.graph import label_smoothness_per_layer, laplacian
-from robustbench_graph.graph_lowrank import (
+from robustbench_graph.graph.lowrank import (
     cosine_graph_products,
     lowrank_label_smoothness_per_layer,
     prefer_lowrank,

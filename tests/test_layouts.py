@@ -32,7 +32,7 @@ from robustbench_graph.models import (
 _STEP = """
 import sys, torch
 from robustbench_graph.data import dataset_info
-from robustbench_graph.deepfool import deepfool
+from robustbench_graph.perturbations.deepfool.native import deepfool
 from robustbench_graph.losses import create_loss
 from robustbench_graph.models import create_model, set_memory_format
 torch.set_num_threads(1)

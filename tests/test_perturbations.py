@@ -239,7 +239,7 @@ def test_deepfool_foolbox_backend_equals_foolbox_called_directly(digits_run):
 @pytest.mark.parametrize("backend", ["foolbox", "native"])
 def test_deepfool_metrics(digits_run, backend):
     if backend == "native":
-        pytest.importorskip("robustbench_graph.deepfool")
+        pytest.importorskip("robustbench_graph.perturbations.deepfool.native")
     run = load_run(digits_run)
     from robustbench_graph import load_dataset
 
@@ -253,7 +253,7 @@ def test_deepfool_metrics(digits_run, backend):
 
 
 def test_deepfool_linf_cell(digits_run):
-    pytest.importorskip("robustbench_graph.deepfool")
+    pytest.importorskip("robustbench_graph.perturbations.deepfool.native")
     run = load_run(digits_run)
     from robustbench_graph import load_dataset
 

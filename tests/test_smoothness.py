@@ -13,10 +13,11 @@ from robustbench_graph.cli import app
 from robustbench_graph.data import load_dataset
 from robustbench_graph.errors import RbgError
 from robustbench_graph.graph import label_smoothness
+from robustbench_graph.graph.smoothness import COLUMNS, collect_runs, layer_smoothness
 from robustbench_graph.losses.gsl import CentroidHead, knn_accuracy
 from robustbench_graph.models import capture, create_model
-from robustbench_graph.runs import find_runs, load_run
-from robustbench_graph.smoothness import COLUMNS, collect_runs, layer_smoothness
+from robustbench_graph.rundir import find_runs
+from robustbench_graph.runs import load_run
 
 RUNNER = CliRunner()
 

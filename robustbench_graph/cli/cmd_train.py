@@ -140,7 +140,7 @@ def _render(outcomes: list[RunOutcome], out: Path) -> None:
         table.add_column(col, justify="right" if col not in ("run", "notes") else "left")
     for o in outcomes:
         if o.status == "skipped":
-            from ..runs import read_status
+            from ..rundir import read_status
 
             acc = read_status(o.spec.run_dir).get("test_accuracy")
             test = f"{acc:.2%}" if isinstance(acc, float) else "-"

@@ -35,9 +35,9 @@ explicit options, recorded in the run's ``config.json``:
   AVX512-BF16/AMX), so its numbers depend on the hardware. ``gram_dtype=bfloat16`` also rounds
   the forward (sigma to ~4e-3), fastest.
 * ``form=lowrank`` computes the same sigma without the b x b graph, as ``A [S, 1]`` through thin
-  products of the features (``graph_lowrank``): exact float32, cost linear in b, dense graph
+  products of the features (``graph.lowrank``): exact float32, cost linear in b, dense graph
   only. ``form=auto`` takes it where it was measured at least as fast as the Gram form on one
-  AVX-512 CPU (``graph_lowrank.prefer_lowrank``): on CPUs, with at most 15 classes and m <= 2,
+  AVX-512 CPU (``graph.lowrank.prefer_lowrank``): on CPUs, with at most 15 classes and m <= 2,
   from b = 128 against an exact Gram and from b = 256 against the bfloat16 backward.
 """
 
@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from ..device import has_fast_bf16_matmul
 from ..errors import RbgError
 from ..graph import is_dense_graph, label_smoothness_per_layer
-from ..graph_lowrank import lowrank_label_smoothness_per_layer, prefer_lowrank
+from ..graph.lowrank import lowrank_label_smoothness_per_layer, prefer_lowrank
 from ..models import TappedModel, capture
 from .base import LossOutput, TrainingLoss, register_loss, require_choice
 
@@ -110,7 +110,7 @@ def resolve_form(form: str, batch_size: int, num_classes: int, m: int, k: int | 
                  gram_dtype: torch.dtype | None, grad_dtype: torch.dtype | None,
                  device_type: str) -> str:
     """``gram`` or ``lowrank`` for ``form``: ``auto`` takes the low-rank form where it was
-    measured faster (``graph_lowrank.prefer_lowrank``), never with a bfloat16 forward."""
+    measured faster (``graph.lowrank.prefer_lowrank``), never with a bfloat16 forward."""
     if form != "auto":
         return form
     fast = gram_dtype is None and prefer_lowrank(
@@ -132,9 +132,9 @@ def regulariser(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """LapNet's Delta over ``representations`` (in depth order) and the per-tap sigmas (T).
 
-    ``form``: ``lowrank`` (dense graph only, exact float32, ``graph_lowrank``), ``gram`` (any
+    ``form``: ``lowrank`` (dense graph only, exact float32, ``graph.lowrank``), ``gram`` (any
     k; precisions ``gram_dtype`` / ``grad_dtype``) or ``auto``: the low-rank form where it
-    was measured faster (``graph_lowrank.prefer_lowrank``), never with a bfloat16 forward."""
+    was measured faster (``graph.lowrank.prefer_lowrank``), never with a bfloat16 forward."""
     b = labels.shape[0]
     scale = float(b) ** (m + 1) if normalize == "batch" else 1.0
     with torch.autocast(labels.device.type, enabled=False):

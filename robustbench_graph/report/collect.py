@@ -22,7 +22,7 @@ import pandas as pd
 from ..attack_record import flatten_settings, read_attack_record, settings_of, show_setting
 from ..errors import RbgError
 from ..records import COLUMNS, UNRECORDED, read_results
-from ..runs import RESULTS, find_runs, read_config, read_status
+from ..rundir import RESULTS, find_runs, read_config, read_status
 
 
 class NoUsableResults(RbgError):

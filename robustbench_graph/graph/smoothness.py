@@ -17,12 +17,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from .data import ImageData, load_dataset
-from .errors import RbgError
-from .graph import cosine_similarity, knn_sparsify, label_signals, signal_smoothness
-from .io import atomic_write, write_text_atomic
-from .models import TappedModel, capture
-from .runs import CONFIG, find_runs, load_run, read_status
+from ..data import ImageData, load_dataset
+from ..errors import RbgError
+from ..io import atomic_write, write_text_atomic
+from ..models import TappedModel, capture
+from ..rundir import CONFIG, find_runs, read_status
+from ..runs import load_run
+from . import cosine_similarity, knn_sparsify, label_signals, signal_smoothness
 
 COLUMNS: tuple[str, ...] = ("run", "method", "seed", "layer", "m", "value")
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import RbgError
+from ..errors import RbgError
 
 SIMILARITIES = ("cosine", "cosine_clamped", "rbf_normalized")
 _EPS = 1e-12  # as F.normalize

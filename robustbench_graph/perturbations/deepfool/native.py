@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.base import is_channels_last_model
+from ...models.base import is_channels_last_model
 
 __all__ = ["deepfool"]
 

@@ -4,7 +4,7 @@ METHODS.md section 1.4).
 The model is attacked in [0, 1] pixel space (bounds (0, 1), normalisation inside the model)
 with minimal perturbations on a test subset (``samples``, default 1,000, chosen by
 ``subset``: evenly spaced by default, which on a 10k test set is LapNet's indices 0, 10, 20,
-...). Backends: ``native`` (rbg's batched implementation, :mod:`robustbench_graph.deepfool`)
+...). Backends: ``native`` (rbg's batched implementation, :mod:`.native`)
 and ``foolbox`` (foolbox 3's ``L2DeepFoolAttack`` / ``LinfDeepFoolAttack``); both take the
 same steps / candidates / overshoot / loss.
 
@@ -35,10 +35,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import SUBSET_RULES, ImageSubset
-from ..deepfool import deepfool
-from ..settings import setting, to_json
-from .base import (
+from ...config import SUBSET_RULES, ImageSubset
+from ...settings import setting, to_json
+from ..base import (
     Cell,
     EvalContext,
     Measurement,
@@ -48,6 +47,7 @@ from .base import (
     register_perturbation,
     require,
 )
+from .native import deepfool
 
 NORM_VALUES = {"l2": 2.0, "linf": float("inf")}
 NORM_NAMES = {v: k for k, v in NORM_VALUES.items()}

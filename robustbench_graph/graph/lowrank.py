@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from .errors import RbgError
-from .graph import feature_rows, fresh_gradient, is_channels_last, is_dense_graph
+from ..errors import RbgError
+from . import feature_rows, fresh_gradient, is_channels_last, is_dense_graph
 
 _EPS = 1e-12  # as F.normalize
 _PAD = 16  # thin products with 16 signals run ~2x faster than with 11 (AVX-512 width)
