@@ -106,11 +106,18 @@ def describe_fields(cls: type) -> list[tuple[str, str, str, str]]:
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
-        shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default) \
-            if isinstance(default, tuple) else str(default)
+        shown = (",".join(_text(v) for v in default) if isinstance(default, tuple)
+                 else _text(default))
         rows.append((f.name, _type_name(hints[f.name]).replace("typing.", ""), shown,
                      str(f.metadata.get("help", ""))))
     return rows
+
+
+def _text(value: Any) -> str:
+    """A default as a user would type it (``none``, ``true``, ``0.25``)."""
+    if value is None or isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def to_json(settings: Any) -> dict[str, Any]:
