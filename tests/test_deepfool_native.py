@@ -9,14 +9,14 @@ import warnings
 import pytest
 import torch
 
-from robustbench_graph import deepfool as native
 from robustbench_graph.data import dataset_info, load_dataset
 from robustbench_graph.models import create_model
-from robustbench_graph.perturbations.deepfool.native import (
-    _fast_batchnorm_backward,
-    _forward,
-    _split_layer,
-    deepfool,
+from robustbench_graph.perturbations.deepfool import native
+from robustbench_graph.perturbations.deepfool.native import deepfool
+from robustbench_graph.perturbations.gradients import (
+    fast_batchnorm_backward,
+    forward_with_split,
+    split_layer,
 )
 
 with warnings.catch_warnings():
@@ -175,14 +175,14 @@ def test_runs_under_no_grad(trained):
 
 def test_input_layer_hint_is_used_where_it_pays_and_falls_back_safely(trained):
     model, x, y = trained
-    assert _split_layer(model.input_layer, x) is (
+    assert split_layer(model.input_layer, x) is (
         model.input_layer if torch.backends.mkldnn.is_available() else None)
     colour = create_model("preactresnet18", dataset_info("cifar10"), width=4).eval()
-    assert _split_layer(colour.input_layer, torch.rand(2, 3, 32, 32)) is None  # 3 channels
+    assert split_layer(colour.input_layer, torch.rand(2, 3, 32, 32)) is None  # 3 channels
     # a layer that runs twice gives no split point: the plain backward is used
     twice = torch.nn.Sequential(model.input_layer, torch.nn.ReLU())
-    logits, hidden = _forward(lambda t: model(t) + twice(model.normalize(t)).mean(), x[:4],
-                              model.input_layer)
+    logits, hidden = forward_with_split(
+        lambda t: model(t) + twice(model.normalize(t)).mean(), x[:4], model.input_layer)
     assert hidden is None and logits.shape == (4, 10)
 
 
@@ -202,7 +202,7 @@ def test_batchnorm_backward_shortcut_is_exact():
     x = torch.rand(8, 3, 32, 32, requires_grad=True)
     plain = model(x)
     (g_plain,) = torch.autograd.grad(plain[:, 3].sum(), x)
-    with _fast_batchnorm_backward(model):
+    with fast_batchnorm_backward(model):
         fast = model(x)
     (g_fast,) = torch.autograd.grad(fast[:, 3].sum(), x)
     assert torch.equal(fast, plain)
@@ -228,7 +228,7 @@ def test_matches_foolbox_on_a_batchnorm_resnet(norm, monkeypatch):
     with torch.no_grad():
         assert torch.equal(model(adv).argmax(1) != y, ref_success)
     with monkeypatch.context() as patch:
-        patch.setattr(native, "_fast_batchnorm_backward", lambda _m: contextlib.nullcontext())
+        patch.setattr(native, "fast_batchnorm_backward", lambda _m: contextlib.nullcontext())
         plain = deepfool(model, x, y, norm=norm, **kwargs)
     torch.testing.assert_close(_norms(plain, x, norm), _norms(ref, x, norm), rtol=1e-6,
                                atol=1e-6)

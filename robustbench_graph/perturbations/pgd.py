@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from ..settings import setting
 from .base import Draw, Perturbation, register_perturbation, require
+from .gradients import fast_batchnorm_backward, input_gradient, split_layer
 
 NORMS = ("linf", "l2")
 _NORM_FLOOR = 1e-12  # foolbox 3's floor on gradient and perturbation norms
@@ -55,29 +56,30 @@ def random_start(x0: torch.Tensor, norm: str, eps: float, gen: torch.Generator
 def pgd(model: Any, x0: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float,
         step_size: float, steps: int, start: torch.Tensor | None = None,
         early_stop: bool = True) -> torch.Tensor:
-    """PGD adversarials of ``x0`` (see the module docstring); ``start`` defaults to ``x0``."""
+    """PGD adversarials of ``x0`` (see the module docstring); ``start`` defaults to ``x0``.
+    Input gradients only, through :mod:`.gradients`' exact shortcuts."""
     x = (x0 if start is None else start).detach().clone()
     active = torch.arange(len(x0), device=x0.device)
-    for _ in range(steps):
-        if len(active) == 0:
-            break
-        xa = x[active].requires_grad_(True)
-        with torch.enable_grad():
-            logits = model(xa)
-            loss = F.cross_entropy(logits, y[active], reduction="sum")
-            (grad,) = torch.autograd.grad(loss, xa)
-        xa = xa.detach()
-        if early_stop:
-            keep = logits.detach().argmax(1) == y[active]
-            active, xa, grad = active[keep], xa[keep], grad[keep]
-        if norm == "linf":
-            xa = xa + step_size * grad.sign()
-            xa = x0[active] + (xa - x0[active]).clamp(-eps, eps)
-        else:
-            xa = xa + step_size * grad / _per_image(grad)
-            delta = xa - x0[active]
-            xa = x0[active] + delta * (eps / _per_image(delta)).clamp(max=1.0)
-        x[active] = xa.clamp(0.0, 1.0)
+    split = split_layer(getattr(model, "input_layer", None), x0)
+    with fast_batchnorm_backward(model):
+        for _ in range(steps):
+            if len(active) == 0:
+                break
+            ya = y[active]
+            logits, grad = input_gradient(
+                model, x[active], lambda out, t=ya: F.cross_entropy(out, t, reduction="sum"),
+                split)
+            xa = x[active]
+            if early_stop:
+                keep = logits.argmax(1) == ya
+                active, xa, grad = active[keep], xa[keep], grad[keep]
+            origin = x0[active]
+            if norm == "linf":
+                xa = origin + (xa + step_size * grad.sign() - origin).clamp(-eps, eps)
+            else:
+                delta = xa + step_size * grad / _per_image(grad) - origin
+                xa = origin + delta * (eps / _per_image(delta)).clamp(max=1.0)
+            x[active] = xa.clamp(0.0, 1.0)
     return x
 
 

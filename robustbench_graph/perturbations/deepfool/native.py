@@ -45,14 +45,13 @@ boundary, where rounding can decide its side.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...models.base import is_channels_last_model
+from ..gradients import fast_batchnorm_backward, forward_with_split, split_layer, without_onednn
 
 __all__ = ["deepfool"]
 
@@ -91,86 +90,10 @@ def _difference_gradients(
         return torch.stack(grads, dim=1)
     at_hidden = [torch.autograd.grad(losses[:, k].sum(), hidden, retain_graph=True)[0]
                  for k in range(m)]
-    with _without_onednn():
+    with without_onednn():
         grads = [torch.autograd.grad(hidden, x, g, retain_graph=k < m - 1)[0]
                  for k, g in enumerate(at_hidden)]
     return torch.stack(grads, dim=1)
-
-
-@contextmanager
-def _without_onednn() -> Iterator[None]:
-    """oneDNN convolutions off for the block (only that flag, unlike ``mkldnn.flags``)."""
-    enabled = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = enabled
-
-
-class _AffineGrad(torch.autograd.Function):
-    """Returns ``out`` (a module's output, detached) with the input gradient ``grad * scale``:
-    the exact backward of an affine per-channel map, without the module's own backward."""
-
-    @staticmethod
-    def forward(ctx, out: torch.Tensor, x: torch.Tensor,  # noqa: ANN001
-                scale: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(scale)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:  # noqa: ANN001
-        (scale,) = ctx.saved_tensors
-        return None, grad * scale, None
-
-
-def _affine_batchnorm_grad(module: nn.Module, inputs: tuple[torch.Tensor, ...],
-                           out: torch.Tensor) -> torch.Tensor:
-    """Forward hook for an eval-mode batch norm: same output, input gradient by one multiply
-    (``weight / sqrt(running_var + eps)`` per channel) instead of ``native_batch_norm_backward``,
-    which measured 3.3x slower than a multiply on CPU (PreActResNet-18 DeepFool step
-    1286 -> 1093 ms; gradients equal within 5e-7 relative)."""
-    scale = torch.rsqrt(module.running_var + module.eps)
-    if module.weight is not None:
-        scale = scale * module.weight
-    shape = (1, -1) + (1,) * (out.ndim - 2)
-    return _AffineGrad.apply(out.detach(), inputs[0], scale.detach().view(shape).to(out.dtype))
-
-
-@contextmanager
-def _fast_batchnorm_backward(model: nn.Module) -> Iterator[None]:
-    """``_affine_batchnorm_grad`` on every eval-mode batch norm with running statistics."""
-    handles = [m.register_forward_hook(_affine_batchnorm_grad) for m in model.modules()
-               if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.training
-               and m.running_var is not None]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _split_layer(input_layer: nn.Module | None, x: torch.Tensor) -> nn.Module | None:
-    """The input layer to stop the backward passes at, where that is measured to pay: a
-    one-channel convolution on CPU (see ``_difference_gradients``)."""
-    if (isinstance(input_layer, nn.Conv2d) and input_layer.in_channels == 1
-            and x.device.type == "cpu" and torch.backends.mkldnn.is_available()):
-        return input_layer
-    return None
-
-
-def _forward(model: nn.Module, x: torch.Tensor, split: nn.Module | None
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Logits, and the split layer's output when it ran exactly once."""
-    if split is None:
-        return model(x), None
-    outputs: list[torch.Tensor] = []
-    handle = split.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-    try:
-        logits = model(x)
-    finally:
-        handle.remove()
-    return logits, outputs[0] if len(outputs) == 1 else None
 
 
 def deepfool(
@@ -224,7 +147,7 @@ def deepfool(
         bounds: Input range, as foolbox's ``PyTorchModel(bounds=...)``.
         input_layer: Optional module of ``model`` through whose single output every path from
             the input to the logits passes (``TappedModel.input_layer``); a speed hint only,
-            used where it pays (``_split_layer``), never changing the result beyond rounding.
+            used where it pays (``split_layer``), never changing the result beyond rounding.
         overshoot_schedule: ``"total"`` (foolbox 3.3.4) or ``"per-step"`` (foolbox 1.6.1);
             see the module docstring.
 
@@ -265,16 +188,16 @@ def deepfool(
         layout = torch.channels_last if is_channels_last_model(model) else torch.contiguous_format
         x0 = x0.contiguous(memory_format=layout)
     x = x0.clone()
-    split = _split_layer(input_layer, x0)
+    split = split_layer(input_layer, x0)
     p_total = None if per_step else torch.zeros_like(x0)
     active = torch.arange(len(x0), device=x0.device)  # samples not yet adversarial
     classes: torch.Tensor | None = None
     n_cand = 0
 
-    with torch.enable_grad(), _fast_batchnorm_backward(model):
+    with torch.enable_grad(), fast_batchnorm_backward(model):
         for _ in range(steps):
             xa = x[active].requires_grad_(True)
-            logits, hidden = _forward(model, xa, split)
+            logits, hidden = forward_with_split(model, xa, split)
             if classes is None:  # first step: x == x0, so these are the clean logits
                 n_cand = logits.shape[-1] if candidates is None else candidates
                 n_cand = min(n_cand, logits.shape[-1])
@@ -303,7 +226,7 @@ def deepfool(
                 # Backpropagating through the newly fooled rows would cost more than a fresh
                 # forward pass over the remaining ones.
                 xa = x[active].requires_grad_(True)
-                logits, hidden = _forward(model, xa, split)
+                logits, hidden = forward_with_split(model, xa, split)
                 graph_rows, select = active, None
             else:
                 select = keep
