@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from ..settings import setting
 from .base import Draw, Perturbation, register_perturbation, require
-from .gradients import fast_batchnorm_backward, input_gradient, split_layer
+from .gradients import fast_batchnorm_backward, input_gradient
 
 NORMS = ("linf", "l2")
 _NORM_FLOOR = 1e-12  # foolbox 3's floor on gradient and perturbation norms
@@ -57,18 +57,18 @@ def pgd(model: Any, x0: torch.Tensor, y: torch.Tensor, *, norm: str, eps: float,
         step_size: float, steps: int, start: torch.Tensor | None = None,
         early_stop: bool = True) -> torch.Tensor:
     """PGD adversarials of ``x0`` (see the module docstring); ``start`` defaults to ``x0``.
-    Input gradients only, through :mod:`.gradients`' exact shortcuts."""
+    Input gradients only, batch norms backpropagated by :mod:`.gradients`' exact multiply.
+    (The one-channel convolution shortcut DeepFool takes is not used: for PGD's one backward
+    per step it measured slower on an AVX-512 Xeon, 158 against 115 ms per 200 mnist images.)"""
     x = (x0 if start is None else start).detach().clone()
     active = torch.arange(len(x0), device=x0.device)
-    split = split_layer(getattr(model, "input_layer", None), x0)
     with fast_batchnorm_backward(model):
         for _ in range(steps):
             if len(active) == 0:
                 break
             ya = y[active]
             logits, grad = input_gradient(
-                model, x[active], lambda out, t=ya: F.cross_entropy(out, t, reduction="sum"),
-                split)
+                model, x[active], lambda out, t=ya: F.cross_entropy(out, t, reduction="sum"))
             xa = x[active]
             if early_stop:
                 keep = logits.argmax(1) == ya
