@@ -9,13 +9,13 @@ settings can be looked up. Written atomically; an unreadable file is an error na
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .errors import RbgError
 from .io import write_json_atomic
+from .rundir import read_run_json
 
 ATTACK_RECORD = "attack.json"
 FORMAT = 1
@@ -24,12 +24,10 @@ FORMAT = 1
 def read_attack_record(run_dir: Path) -> dict[str, Any]:
     """The run's attack record (empty when none was written yet)."""
     path = Path(run_dir) / ATTACK_RECORD
-    if not path.exists():
-        return {"format": FORMAT, "settings": {}, "cells": {}}
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise RbgError(f"{path} is not readable JSON ({type(err).__name__})") from None
+        record = read_run_json(path)
+    except FileNotFoundError:
+        return {"format": FORMAT, "settings": {}, "cells": {}}
     if (not isinstance(record, dict) or not isinstance(record.get("settings"), dict)
             or not isinstance(record.get("cells"), dict)):
         raise RbgError(f"{path} is not an rbg attack record")
@@ -42,9 +40,21 @@ def settings_of(record: dict[str, Any], fingerprint: str) -> dict[str, Any] | No
     return entry.get("settings") if isinstance(entry, dict) else None
 
 
+def recorded_rows(record: dict[str, Any]) -> dict[tuple[str, str, float], int]:
+    """The number of results rows each recorded cell was written with."""
+    out = {}
+    for entry in record["cells"].values():
+        try:
+            key = (str(entry["perturbation"]), str(entry["param"]), float(entry["param_value"]))
+            out[key] = int(entry["rows"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
 def note_cell(run_dir: Path, cell: Any, provenance: dict[str, Any]) -> None:
     """Record ``cell``'s settings and how it was computed (call under the run's lock, before
-    its rows are written)."""
+    its rows are written; ``provenance`` includes ``rows``, the number written)."""
     record = read_attack_record(run_dir)
     record["format"] = FORMAT
     record["settings"][cell.fingerprint] = {

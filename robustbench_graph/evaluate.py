@@ -23,13 +23,19 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .attack_record import note_cell, read_attack_record, settings_difference, settings_of
+from .attack_record import (
+    note_cell,
+    read_attack_record,
+    recorded_rows,
+    settings_difference,
+    settings_of,
+)
 from .config import AttackConfig, ImageSubset
 from .data import ImageData, load_dataset
 from .device import eval_batch_size
 from .errors import RbgError
 from .perturbations import Cell, EvalContext, Perturbation, build_suite, dataset_family
-from .records import COLUMNS, cell_fingerprints, read_results, replace_cell
+from .records import COLUMNS, cell_fingerprints, read_results, repair, replace_cell, write_results
 from .rundir import RESULTS, find_runs
 from .runs import LoadedRun, load_run
 
@@ -54,6 +60,7 @@ class RunReport:
     skipped: list[Cell] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     table: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 @contextmanager
@@ -150,9 +157,14 @@ def attack_run(
     families = {family.name: family for family in suite}
     cells = plan_cells(suite, cfg.test_images)
     results_path = Path(run_dir) / RESULTS
+    report = RunReport(Path(run_dir), run.name)
     with run_lock(run_dir):
-        done = cell_fingerprints(read_results(results_path))  # validates before any work
-        read_attack_record(run_dir)
+        table = read_results(results_path)  # validates before any work
+        table, damage = repair(table, recorded_rows(read_attack_record(run_dir)))
+        if damage:  # a results file cut short or edited: its damaged cells are recomputed
+            write_results(results_path, table)
+            report.warnings.append(f"{results_path}: " + "; ".join(damage))
+        done = cell_fingerprints(table)
     if not overwrite:
         _refuse_conflicts(Path(run_dir), cells, done)
     data = splits.get(run.train_config.dataset, run.train_config.split_seed, cfg.test_images)
@@ -160,7 +172,6 @@ def attack_run(
     ctx = EvalContext(run.model, data.to(device), device, run.name, batch_size)
     provenance = {"rbg": __version__, "device": str(device), "batch_size": batch_size,
                   "images": len(data)}
-    report = RunReport(Path(run_dir), run.name)
     for i, cell in enumerate(cells):
         if not overwrite and done.get(cell.key) == {cell.fingerprint}:
             report.skipped.append(cell)
@@ -172,11 +183,13 @@ def attack_run(
         t0 = time.perf_counter()
         measurements = families[cell.perturbation].measure(cell, ctx)
         seconds = time.perf_counter() - t0
+        rows = _rows(run, cell, measurements)
         with run_lock(run_dir):
             now = cell_fingerprints(read_results(results_path)).get(cell.key)
             if overwrite or now is None:  # else another process wrote the cell meanwhile
-                note_cell(Path(run_dir), cell, {**provenance, "seconds": round(seconds, 3)})
-                replace_cell(results_path, cell.key, _rows(run, cell, measurements))
+                note_cell(Path(run_dir), cell, {**provenance, "rows": len(rows),
+                                                "seconds": round(seconds, 3)})
+                replace_cell(results_path, cell.key, rows)
         report.computed.append(cell)
         report.seconds[cell.perturbation] = report.seconds.get(cell.perturbation, 0.0) + seconds
         if on_event:

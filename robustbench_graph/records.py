@@ -12,6 +12,8 @@ replacement.
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pandas as pd
 
 from .errors import RbgError
 from .io import atomic_write
+from .rundir import read_run_bytes
 
 COLUMNS: tuple[str, ...] = (
     "run", "dataset", "model", "loss", "seed",
@@ -29,6 +32,9 @@ LEGACY_COLUMNS: tuple[str, ...] = COLUMNS[:-1]  # rbg 0.1 to 0.4: no settings re
 UNRECORDED = ""  # the fingerprint of a cell whose settings were not recorded
 NUMERIC: tuple[str, ...] = ("seed", "param_value", "repeat", "value", "n")
 CELL_KEY: tuple[str, ...] = ("perturbation", "param", "param_value")
+MAX_RESULTS_BYTES = 2**30
+REQUIRED: tuple[str, ...] = tuple(c for c in COLUMNS if c not in ("value", "settings"))
+_FINGERPRINT = re.compile(r"^(?:[0-9a-f]{12})?$")
 
 
 def empty_results() -> pd.DataFrame:
@@ -62,14 +68,40 @@ def validate(df: pd.DataFrame, source: Path | str) -> pd.DataFrame:
 def read_results(path: Path) -> pd.DataFrame:
     """Read and validate one results file; a missing file is an empty table."""
     path = Path(path)
-    if not path.exists():
+    try:
+        raw = read_run_bytes(path, MAX_RESULTS_BYTES)
+    except FileNotFoundError:
         return empty_results()
     try:
-        df = pd.read_csv(path, keep_default_na=False, na_values=[""],
+        df = pd.read_csv(io.BytesIO(raw), keep_default_na=False, na_values=[""],
                          dtype={"param": str, "run": str, "metric": str, "settings": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise RbgError(f"{path} is not a readable CSV ({str(err).splitlines()[0]})") from None
     return validate(df, path)
+
+
+def repair(df: pd.DataFrame, expected_rows: Mapping[tuple[str, str, float], int]
+           ) -> tuple[pd.DataFrame, list[str]]:
+    """Drop damaged cells from a results table: rows with an empty required field or a
+    malformed fingerprint (a line cut short), and every row of a cell whose row count differs
+    from the one recorded when it was written (``expected_rows``, from ``attack.json``).
+    Returns the clean table and what was dropped (empty when nothing was)."""
+    if df.empty:
+        return df, []
+    damaged = df[list(REQUIRED)].isna().any(axis=1) | ~df["settings"].str.match(_FINGERPRINT)
+    keys = [cell_key(*k) if not any(pd.isna(v) for v in k) else None
+            for k in df[list(CELL_KEY)].itertuples(index=False)]
+    bad_cells = {k for k, d in zip(keys, damaged, strict=True) if d and k is not None}
+    counts = pd.Series([k for k in keys if k is not None]).value_counts().to_dict()
+    bad_cells |= {k for k, n in expected_rows.items() if k in counts and counts[k] != n}
+    drop = damaged.to_numpy() | [k in bad_cells for k in keys]
+    if not drop.any():
+        return df, []
+    notes = [f"{int(drop.sum())} damaged or incomplete row(s) dropped"]
+    if bad_cells:
+        notes.append("cells to recompute: " + ", ".join(
+            f"{p} {q}={v:g}" if q != "none" else p for p, q, v in sorted(bad_cells)))
+    return df[~drop].reset_index(drop=True), notes
 
 
 def write_results(path: Path, df: pd.DataFrame) -> None:
@@ -78,11 +110,16 @@ def write_results(path: Path, df: pd.DataFrame) -> None:
 
 def replace_cell(path: Path, key: tuple[str, str, float], rows: Iterable[Mapping[str, Any]]
                  ) -> pd.DataFrame:
-    """Put one cell's rows into ``path`` in one atomic write (re-reading it first), replacing
-    any earlier rows of the same cell; returns the whole table."""
+    """Put one cell's rows into ``path`` in one atomic write (re-reading it first), in the
+    place of any earlier rows of the same cell (else at the end); returns the whole table."""
     new = pd.DataFrame(list(rows), columns=list(COLUMNS))
-    current = without_cells(read_results(path), [key])
-    table = new if current.empty else pd.concat([current, new], ignore_index=True)
+    current = read_results(path)
+    keys = [cell_key(*k) for k in current[list(CELL_KEY)].itertuples(index=False)]
+    at = keys.index(key) if key in keys else len(keys)
+    kept = current[[k != key for k in keys]]
+    before, after = kept[kept.index < at], kept[kept.index >= at]
+    parts = [p for p in (before, new, after) if not p.empty]
+    table = pd.concat(parts, ignore_index=True) if parts else new
     table = validate(table, path)
     write_results(path, table)
     return table

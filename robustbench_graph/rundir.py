@@ -17,6 +17,7 @@ This module reads and writes them and knows nothing of models or losses.
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import TrainConfig
+from .config import MAX_SEED, TrainConfig
 from .errors import RbgError
 from .io import atomic_write, write_json_atomic
 
@@ -50,14 +51,51 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def read_status(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / STATUS
-    if not path.exists():
-        return {"status": "missing"}
+STATUSES = ("running", "complete", "failed")
+MAX_JSON_BYTES = 16 * 2**20  # a config, status or attack record beyond this is not rbg's
+
+
+def read_run_bytes(path: Path, limit: int) -> bytes:
+    """The bytes of a run file, read only if it is a regular file of at most ``limit`` bytes
+    (a FIFO would hang the read, a link to /dev/zero never end it)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"status": "corrupt"}
+        info = path.stat()
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise RbgError(f"{path} cannot be read ({err.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise RbgError(f"{path} is not a regular file")
+    if info.st_size > limit:
+        raise RbgError(f"{path} is too large for an rbg run file ({info.st_size} bytes)")
+    with open(path, "rb") as fh:
+        return fh.read(limit + 1)[:limit]
+
+
+def read_run_json(path: Path) -> Any:
+    """A run file's JSON value (a readable error naming the file for anything else)."""
+    raw = read_run_bytes(path, MAX_JSON_BYTES)
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RbgError(f"{path} is not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError, ValueError):
+        raise RbgError(f"{path} is not valid JSON") from None
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """The run's status record; ``{"status": "missing"}`` without one and ``{"status":
+    "corrupt", "message": ...}`` for one that is unreadable or of the wrong shape."""
+    path = Path(run_dir) / STATUS
+    try:
+        record = read_run_json(path)
+    except FileNotFoundError:
+        return {"status": "missing"}
+    except RbgError as err:
+        return {"status": "corrupt", "message": str(err)}
+    if not isinstance(record, dict) or record.get("status") not in STATUSES:
+        return {"status": "corrupt", "message": f"{path} is not an rbg status record"}
+    return record
 
 
 def write_status(run_dir: Path, status: str, **extra: Any) -> None:
@@ -65,15 +103,31 @@ def write_status(run_dir: Path, status: str, **extra: Any) -> None:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's config record, checked: a dict with a valid ``train`` configuration, a seed
+    in range and a method name.
+
+    Raises:
+        RbgError: naming the file and what is wrong.
+    """
     path = Path(run_dir) / CONFIG
     try:
-        record = json.loads(path.read_text())
-        TrainConfig.from_dict(record["train"])
-        int(record["seed"])
+        record = read_run_json(path)
     except FileNotFoundError:
         raise RbgError(f"{run_dir} is not a run folder (no {CONFIG})") from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RbgError(f"{path} is unreadable or not an rbg run config") from None
+    try:
+        if not isinstance(record, dict) or not isinstance(record.get("train"), dict):
+            raise ValueError("not an rbg run config")
+        seed = record.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed {seed!r} is not an integer in 0..{MAX_SEED}")
+        if not isinstance(record.get("method"), str):
+            raise ValueError("no method name")
+        TrainConfig.from_dict(record["train"]).validate()
+    except RbgError as err:
+        raise RbgError(f"{path}: {err}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError,
+            RecursionError) as err:
+        raise RbgError(f"{path} is not a valid rbg run config ({err})") from None
     return record
 
 

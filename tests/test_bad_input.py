@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -130,10 +131,6 @@ CASES = [
 ]
 
 
-def test_the_matrix_has_at_least_25_distinct_bad_inputs():
-    assert len({name for name, _, _ in CASES}) >= 25
-
-
 @pytest.mark.parametrize(("name", "args", "message"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input(workspace, name, args, message):
     before = _digest(workspace)
@@ -144,3 +141,107 @@ def test_bad_input(workspace, name, args, message):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) >= 1 and all(len(e) < 400 for e in errors)
     assert _digest(workspace) == before
+
+
+# Issue 15, items 5 and 9: one bad run folder beside a good one. `attack` reports it by name
+# and attacks the other; `report` warns, reports the other and exits 3; nothing changes in it.
+def _deep(n: int) -> str:
+    return '{"train": ' + "[" * n + "]" * n + ', "seed": 0, "method": "ce"}'
+
+
+def _config(**changes):
+    def damage(run: Path) -> None:
+        record = json.loads((run / "config.json").read_text())
+        for key, value in changes.items():
+            if key in ("seed", "method", "train"):
+                record[key] = value
+            else:
+                record["train"][key] = value
+        if changes.get("method") is None and "method" in changes:
+            del record["method"]
+        (run / "config.json").write_text(json.dumps(record))
+    return damage
+
+
+def _write(name: str, data: bytes | str):
+    def damage(run: Path) -> None:
+        path = run / name
+        path.unlink(missing_ok=True)
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+    return damage
+
+
+def _fifo(name: str):
+    def damage(run: Path) -> None:
+        (run / name).unlink(missing_ok=True)
+        os.mkfifo(run / name)
+    return damage
+
+
+def _link(name: str, target: str):
+    def damage(run: Path) -> None:
+        (run / name).unlink(missing_ok=True)
+        (run / name).symlink_to(target)
+    return damage
+
+
+DAMAGE = [
+    ("status {}", _write("status.json", "{}"), "status"),
+    ("status []", _write("status.json", "[]"), "status"),
+    ("status a bare string", _write("status.json", '"complete"'), "status"),
+    ("status not UTF-8", _write("status.json", b'{"status": "\xff\xfe"}'), "status"),
+    ("status a FIFO", _fifo("status.json"), "status"),
+    ("config train a list", _config(train=[1, 2]), "config.json"),
+    ("config seed 1e999", _write("config.json", '{"train": {}, "seed": 1e999, "method": "ce"}'),
+     "config.json"),
+    ("config without method", _config(method=None), "config.json"),
+    ("config nested 200k deep", _write("config.json", _deep(200_000)), "config.json"),
+    ("config width -5", _config(width=-5), "width"),
+    ("config width 32.5", _config(width=32.5), "width"),
+    ("config width 10^12", _config(width=10**12), "width"),
+    ("config feature_dim x", _config(feature_dim="x"), "feature-dim"),
+    ("config linked to /dev/zero", _link("config.json", "/dev/zero"), "not a regular file"),
+    ("results a FIFO", _fifo("results.csv"), "not a regular file"),
+    ("attack record not JSON", _write("attack.json", "{oops"), "attack.json"),
+]
+
+
+@pytest.fixture(scope="module")
+def attacked_run(tmp_path_factory, digits_run) -> Path:
+    root = tmp_path_factory.mktemp("attacked")
+    shutil.copytree(digits_run, root / digits_run.name)
+    assert cli("attack", root / digits_run.name, "--suite", "clean").exit_code == 0
+    return root / digits_run.name
+
+
+def test_the_matrix_has_at_least_60_distinct_bad_inputs():
+    assert len({name for name, _, _ in CASES} | {name for name, _, _ in DAMAGE}) >= 60
+
+
+@pytest.mark.parametrize(("name", "damage", "message"), DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_one_bad_run_folder_does_not_stop_the_others(tmp_path, attacked_run, name, damage,
+                                                     message):
+    good = tmp_path / "runs" / "good"
+    bad = tmp_path / "runs" / "bad"
+    shutil.copytree(attacked_run, good)
+    shutil.copytree(attacked_run, bad)
+    (good / "results.csv").unlink()
+    damage(bad)
+    before = sorted((p.name, p.is_file() and not p.is_fifo() and p.read_bytes()) for p in
+                    bad.iterdir() if not p.is_symlink())
+    attack = cli("attack", "--runs", tmp_path / "runs", "--suite", "clean")
+    assert attack.exit_code == 1 and "Traceback" not in attack.output, attack.output
+    errors = [ln for ln in attack.stderr.splitlines() if ln.startswith("error:")]
+    assert any(str(bad) in e.replace("\n", "") or "bad" in e for e in errors), attack.output
+    assert message in attack.output.replace("\n", " "), attack.output
+    assert (good / "results.csv").exists()  # the good run was attacked
+    report = cli("report", "--runs", tmp_path / "runs", "--out", tmp_path / "report",
+                 "--no-plots")
+    assert report.exit_code in (0, 3) and "Traceback" not in report.output, report.output
+    assert (tmp_path / "report" / "summary.csv").exists()
+    after = sorted((p.name, p.is_file() and not p.is_fifo() and p.read_bytes()) for p in
+                   bad.iterdir() if not p.is_symlink())
+    assert after == before

@@ -251,9 +251,10 @@ def test_cli_foreign_results_file(runs: Path, tmp_path: Path) -> None:
     bad.write_text("image,label,score\n1,2,0.5\n")
     out = tmp_path / "rep"
     result = invoke("--runs", str(runs), "--out", str(out), "--no-plots")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # written, one folder skipped
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("warning:")
+    assert len(lines) == 2 and all(ln.startswith("warning:") for ln in lines)
+    assert "1 run folder(s) skipped" in lines[1]
     assert "results.csv" in lines[0] and "foreign columns" in lines[0]
     assert "Traceback" not in result.output
     summary = pd.read_csv(out / "summary.csv")

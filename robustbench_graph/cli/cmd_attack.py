@@ -75,13 +75,20 @@ def attack(
                                                           else ""))
 
             try:
-                reports.append(attack_run(run_dir, names, cfg, device=dev, overwrite=overwrite,
-                                          splits=splits, on_event=on_event))
+                done = attack_run(run_dir, names, cfg, device=dev, overwrite=overwrite,
+                                  splits=splits, on_event=on_event)
+                reports.append(done)
+                for line in done.warnings:
+                    err_console.print(f"[bold yellow]warning:[/] {line}", highlight=False,
+                                      soft_wrap=True)
                 progress.update(task, info="done")
-            except RbgError as err:
+            except (RbgError, ValueError, KeyError, TypeError, RuntimeError) as err:
+                # one bad run folder must not stop the others
+                if not isinstance(err, RbgError):
+                    err = RbgError(f"{run_dir}: {type(err).__name__}: {err}")
                 errors.append(str(err))
                 progress.update(task, info="[red]error")
-                err_console.print(f"[bold red]error:[/] {err}", highlight=False)
+                err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             progress.advance(overall)
     for report in reports:
         _render(report)

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 CELL_WIDTH = 19  # "97.5 [96.1–98.0]*" plus padding
 
 
+SKIPPED_EXIT = 3  # the report was written, but some run folders were left out
+
+
 @guarded
 def report(
     runs: Annotated[Path, typer.Option(help="Folder of run folders to report on.")] = Path(
@@ -39,6 +42,12 @@ def report(
         raise
     _warn(result.warnings)
     _render(result)
+    skipped = [r for r in result.runs if r.skipped]
+    if skipped:
+        _warn([f"{len(skipped)} run folder(s) skipped for unreadable files (above); the report "
+               f"of the other {len(result.runs) - len(skipped)} is written (exit code "
+               f"{SKIPPED_EXIT})"])
+        raise typer.Exit(SKIPPED_EXIT)
 
 
 def _warn(lines: list[str]) -> None:

@@ -19,9 +19,15 @@ from typing import Any
 
 import pandas as pd
 
-from ..attack_record import flatten_settings, read_attack_record, settings_of, show_setting
+from ..attack_record import (
+    flatten_settings,
+    read_attack_record,
+    recorded_rows,
+    settings_of,
+    show_setting,
+)
 from ..errors import RbgError
-from ..records import COLUMNS, UNRECORDED, read_results
+from ..records import COLUMNS, UNRECORDED, read_results, repair
 from ..rundir import RESULTS, find_runs, read_config, read_status
 
 
@@ -45,6 +51,7 @@ class RunInfo:
     record: dict[str, Any] | None = None
     rows: int = 0
     message: str = ""
+    skipped: bool = False  # left out because one of its files is unreadable or malformed
 
     @property
     def used(self) -> bool:
@@ -68,7 +75,7 @@ def _read_one(run_dir: Path, warnings: list[str], settings: dict[str, dict[str, 
         record = read_config(run_dir)
     except RbgError as err:
         warnings.append(f"{err}; left out of the report")
-        return RunInfo(run_dir.name, run_dir, "unreadable", message=str(err)), None
+        return RunInfo(run_dir.name, run_dir, "unreadable", message=str(err), skipped=True), None
     status = read_status(run_dir)
     state = str(status.get("status", "missing"))
     info = RunInfo(str(record.get("run", run_dir.name)), run_dir, state,
@@ -76,6 +83,9 @@ def _read_one(run_dir: Path, warnings: list[str], settings: dict[str, dict[str, 
                    message=str(status.get("message", "")))
     if state == "failed":
         return info, None
+    if state == "corrupt":
+        warnings.append(f"{info.message}; left out of the report")
+        return replace(info, skipped=True), None
     path = run_dir / RESULTS
     if not path.exists():
         warnings.append(f"{run_dir} has no {RESULTS} (not evaluated yet); left out of the report")
@@ -84,12 +94,15 @@ def _read_one(run_dir: Path, warnings: list[str], settings: dict[str, dict[str, 
         df = read_results(path)
     except RbgError as err:
         warnings.append(f"{err}; left out of the report")
-        return replace(info, message=str(err)), None
+        return replace(info, message=str(err), skipped=True), None
     try:
         attack = read_attack_record(run_dir)
     except RbgError as err:
         warnings.append(f"{err}; the settings of its results are unknown")
         attack = {"settings": {}, "cells": {}}
+    df, damage = repair(df, recorded_rows(attack))
+    if damage:
+        warnings.append(f"{path}: " + "; ".join(damage) + " (rbg attack recomputes them)")
     for fp in set(df["settings"]) - {UNRECORDED}:
         known = settings_of(attack, fp)
         if known is not None:

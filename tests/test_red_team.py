@@ -1,0 +1,110 @@
+"""Issue 15: the holes a red team found, each done for real (the CLI in a subprocess, killed
+with SIGKILL where the case is about a kill) and each asserting that nothing else changes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_reliability import ATTACK, finish, rbg, wait_for
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory) -> Path:
+    """Two digits runs, trained and attacked with the reduced suite of test_reliability."""
+    root = tmp_path_factory.mktemp("attacked")
+    code, out = finish(rbg("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "4",
+                           "--device", "cpu", "--out", root))
+    assert code == 0, out
+    code, out = finish(rbg(*ATTACK, "--runs", root))
+    assert code == 0, out
+    return root
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _cells(path: Path) -> set[tuple]:
+    table = pd.read_csv(path, keep_default_na=False)
+    return set(table[["perturbation", "param", "param_value"]].itertuples(index=False))
+
+
+def _finished(run: Path) -> dict[str, str]:
+    try:
+        record = json.loads((run / "attack.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {label: entry["finished"] for label, entry in record["cells"].items()}
+
+
+def test_overwrite_killed_mid_cell_loses_nothing_and_reruns_to_identical_results(attacked,
+                                                                                 tmp_path):
+    """Item 1: --overwrite replaces a cell's rows only once the new ones exist."""
+    ref = _copy(attacked, tmp_path / "ref")
+    code, out = finish(rbg(*ATTACK, "--overwrite", "--runs", ref))
+    assert code == 0, out
+    cut = _copy(attacked, tmp_path / "cut")
+    first = sorted(cut.iterdir())[0]
+    before = _finished(first)
+    cells, rows = _cells(first / "results.csv"), len(pd.read_csv(first / "results.csv"))
+    proc = rbg(*ATTACK, "--overwrite", "--runs", cut)
+    # kill once at least one cell was replaced, while a later one is being computed
+    wait_for(lambda: any(_finished(first).get(k) != v for k, v in before.items()))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _cells(first / "results.csv") == cells  # every earlier cell still there
+    assert len(pd.read_csv(first / "results.csv")) == rows
+    code, out = finish(rbg(*ATTACK, "--overwrite", "--runs", cut))
+    assert code == 0, out
+    for run in ref.iterdir():
+        assert (run / "results.csv").read_bytes() == (cut / run.name / "results.csv"
+                                                      ).read_bytes()
+
+
+def test_a_failing_overwrite_keeps_the_earlier_rows(attacked, tmp_path):
+    runs = _copy(attacked, tmp_path / "runs")
+    first = sorted(runs.iterdir())[0] / "results.csv"
+    before = first.read_bytes()
+    code, out = finish(rbg(*ATTACK, "--overwrite", "-p", "dropout.blocks=9", "--runs", runs))
+    assert code == 1 and "beyond the model's" in out and "Traceback" not in out
+    assert first.read_bytes() == before
+
+
+def test_a_truncated_results_row_is_repaired_with_a_warning(attacked, tmp_path):
+    """Item 2: a row cut mid-line is dropped with its whole cell, which is recomputed."""
+    runs = _copy(attacked, tmp_path / "runs")
+    damaged, other = sorted(runs.iterdir())
+    path = damaged / "results.csv"
+    good, untouched = path.read_bytes(), (other / "results.csv").read_bytes()
+    path.write_bytes(good[: len(good) - 30])  # the last line cut inside its fields
+    report = tmp_path / "report"
+    code, out = finish(rbg("report", "--runs", runs, "--out", report))
+    assert code == 0 and "warning:" in out and str(path) in out.replace("\n", "")
+    assert "damaged or incomplete" in out and "Traceback" not in out
+    summary = pd.read_csv(report / "summary.csv")
+    assert set(summary.loc[summary.metric == "accuracy", "runs"]) <= {1, 2}
+    assert not (summary.dataset == "di").any()
+    code, out = finish(rbg(*ATTACK, "--runs", runs))
+    assert code == 0 and "warning:" in out and "cells to recompute" in out, out
+    assert path.read_bytes() == good  # the cell recomputed: identical to the undamaged file
+    assert (other / "results.csv").read_bytes() == untouched
+
+
+def test_a_results_file_missing_rows_of_a_cell_recomputes_that_cell(attacked, tmp_path):
+    """Item 2: rows removed from the middle of a cell (its recorded row count differs)."""
+    runs = _copy(attacked, tmp_path / "runs")
+    path = sorted(runs.iterdir())[0] / "results.csv"
+    good = path.read_bytes()
+    table = pd.read_csv(path, keep_default_na=False)
+    gaussian = table.index[table.perturbation == "gaussian"]
+    table.drop(gaussian[:2]).to_csv(path, index=False, float_format="%.10g")
+    code, out = finish(rbg(*ATTACK, "--runs", runs))
+    assert code == 0 and "gaussian snr_db=" in out, out
+    repaired = pd.read_csv(path, keep_default_na=False)
+    assert len(repaired) == len(pd.read_csv(pd.io.common.BytesIO(good)))
