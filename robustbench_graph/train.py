@@ -9,8 +9,11 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import io
+import json
 import math
 import time
 from collections.abc import Callable
@@ -28,7 +31,16 @@ from .io import atomic_write, write_json_atomic, write_text_atomic
 from .losses import create_loss, resolved_options
 from .models import set_memory_format
 from .parseval import retract_
-from .rundir import CHECKPOINT, CONFIG, LOSS_STATE, TRAIN_LOG, WEIGHTS, save_weights, write_status
+from .rundir import (
+    CHECKPOINT,
+    CONFIG,
+    LOSS_STATE,
+    TRAIN_LOG,
+    WEIGHTS,
+    read_run_bytes,
+    save_weights,
+    write_status,
+)
 from .runs import RunSpec, build_model, prepare_run_dir, run_name
 
 
@@ -82,15 +94,55 @@ def _log_csv(rows: list[tuple[int, str, str, float]]) -> str:
     return buf.getvalue()
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    atomic_write(path, lambda p: torch.save(state, p))
+CHECKPOINT_MAGIC = b"rbg-checkpoint 1\n"
+MAX_CHECKPOINT_BYTES = 2**34  # 16 GiB: a wide PreActResNet18's weights and SGD state
 
 
-def _load_checkpoint(path: Path) -> dict:
+def run_fingerprint(spec: RunSpec) -> str:
+    """16 hex digits naming the run's training configuration and seed."""
+    text = json.dumps({"train": spec.config.to_dict(), "seed": spec.seed}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _save_checkpoint(path: Path, state: dict, fingerprint: str) -> None:
+    """``state`` as torch bytes behind a header: magic, the SHA-256 of those bytes and the
+    run's fingerprint, so that a damaged or foreign checkpoint is refused before use."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    header = CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + \
+        fingerprint.encode() + b"\n"
+    atomic_write(path, lambda p: p.write_bytes(header + payload))
+
+
+def _load_checkpoint(path: Path, fingerprint: str, epochs: int) -> dict:
+    """The checkpoint's state after checking its header, checksum, fingerprint and contents
+    (tensors only: ``weights_only``); anything else is refused in one line."""
+    def refuse(why: str) -> RbgError:
+        return RbgError(f"cannot resume from {path}: {why}; use --overwrite to restart")
+
+    raw = read_run_bytes(path, MAX_CHECKPOINT_BYTES)
+    if not raw.startswith(CHECKPOINT_MAGIC):
+        raise refuse("not an rbg checkpoint (no rbg header)")
+    lines = raw[len(CHECKPOINT_MAGIC):].split(b"\n", 2)
+    if len(lines) != 3:
+        raise refuse("its header is cut short")
+    digest, owner, payload = lines
+    if hashlib.sha256(payload).hexdigest().encode() != digest:
+        raise refuse("its checksum does not match (the file is damaged)")
+    if owner.decode(errors="replace") != fingerprint:
+        raise refuse("it belongs to another configuration or seed")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # an unreadable checkpoint: refuse, do not guess
-        raise RbgError(f"cannot resume from {path}: {err}; use --overwrite to restart") from None
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - whatever torch refuses, rbg refuses
+        raise refuse(f"torch cannot read it safely ({type(err).__name__})") from None
+    keys = {"epoch", "model", "optimizer", "scheduler", "loss", "log"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise refuse("it lacks " + ", ".join(sorted(keys - set(state or {}))))
+    epoch = state["epoch"]
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < epochs:
+        raise refuse(f"its epoch {epoch!r} is outside 0..{epochs - 1}")
+    return state
 
 
 def train_run(
@@ -122,7 +174,23 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     if action == "new":
         write_json_atomic(run_dir / CONFIG, spec.config_record(device))
+    try:
+        return _train(spec, cfg, model, info, action, device, train_data, test_data,
+                      on_progress)
+    except TrainingDiverged:
+        raise
+    except Exception as err:  # noqa: BLE001 - recorded, then raised on unchanged
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        with contextlib.suppress(OSError):  # a full disk must not hide the first error
+            write_status(run_dir, "failed", message=message)
+        raise
 
+
+def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: ANN001
+           action: str, device: torch.device, train_data: ImageData, test_data: ImageData,
+           on_progress: Callable[[Progress], None] | None) -> RunOutcome:
+    """The training loop of :func:`train_run` (the run folder is prepared)."""
+    run_dir = spec.run_dir
     model.to(device)
     loss_fn = create_loss(cfg.loss, cfg.loss_options, info.num_classes).to(device)
     optimizer = torch.optim.SGD(
@@ -134,12 +202,17 @@ def train_run(
     log: list[tuple[int, str, str, float]] = []
     start_epoch = 0
     if action == "resume":
-        ckpt = _load_checkpoint(run_dir / CHECKPOINT)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        loss_fn.load_state_dict(ckpt["loss"])
-        log = [tuple(r) for r in ckpt["log"]]  # type: ignore[misc]
+        ckpt = _load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(spec), cfg.epochs)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            loss_fn.load_state_dict(ckpt["loss"])
+            log = [tuple(r) for r in ckpt["log"]]  # type: ignore[misc]
+        except (RuntimeError, ValueError, KeyError, TypeError) as err:
+            raise RbgError(f"cannot resume from {run_dir / CHECKPOINT}: its contents do not fit "
+                           f"the model ({type(err).__name__}); use --overwrite to restart"
+                           ) from None
         start_epoch = int(ckpt["epoch"]) + 1
     write_status(run_dir, "running", epochs_done=start_epoch)
 
@@ -199,7 +272,7 @@ def train_run(
         _save_checkpoint(run_dir / CHECKPOINT, {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "loss": loss_fn.state_dict(), "log": log,
-        })
+        }, run_fingerprint(spec))
         write_text_atomic(run_dir / TRAIN_LOG, _log_csv(log))
         write_status(run_dir, "running", epochs_done=epoch + 1)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_reliability import ATTACK, finish, rbg, wait_for
+from test_reliability import ATTACK, TRAIN, _epochs_done, finish, rbg, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,74 @@ def test_a_results_file_missing_rows_of_a_cell_recomputes_that_cell(attacked, tm
     assert code == 0 and "gaussian snr_db=" in out, out
     repaired = pd.read_csv(path, keep_default_na=False)
     assert len(repaired) == len(pd.read_csv(pd.io.common.BytesIO(good)))
+
+
+# --- item 4: checkpoints carry a checksum and the run's fingerprint ----------------------
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> Path:
+    """Seeds 0 and 1 of a 12-epoch digits training, each killed after two epochs."""
+    root = tmp_path_factory.mktemp("interrupted")
+    for seed in ("0", "1"):
+        proc = rbg(*TRAIN[:3], "--seeds", seed, *TRAIN[5:], "--out", root)
+        run = root / f"digits-smallcnn-ce-seed{seed}"
+        wait_for(lambda r=run: _epochs_done(r) >= 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert (run / "checkpoint.pt").exists()
+    return root
+
+
+def _resume(root: Path, seed: str = "0") -> tuple[int, str]:
+    return finish(rbg(*TRAIN[:3], "--seeds", seed, *TRAIN[5:], "--out", root))
+
+
+def _rewrite_epoch(path: Path, epoch: int) -> None:
+    """A well-formed checkpoint (valid checksum and fingerprint) that lies about its epoch."""
+    import hashlib
+    import io
+
+    import torch
+
+    raw = path.read_bytes()
+    magic, digest, owner, payload = raw.split(b"\n", 3)
+    state = torch.load(io.BytesIO(payload), weights_only=True)
+    state["epoch"] = epoch
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    body = buffer.getvalue()
+    path.write_bytes(b"\n".join([magic, hashlib.sha256(body).hexdigest().encode(), owner, body]))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("flip", "checksum does not match"),
+    ("epoch", "outside 0..11"),
+    ("other seed", "another configuration or seed"),
+    ("no header", "not an rbg checkpoint"),
+])
+def test_a_bad_checkpoint_is_refused_in_one_line(interrupted, tmp_path, damage, message):
+    root = _copy(interrupted, tmp_path / "runs")
+    run = root / "digits-smallcnn-ce-seed0"
+    ckpt = run / "checkpoint.pt"
+    if damage == "flip":
+        raw = bytearray(ckpt.read_bytes())
+        raw[len(raw) // 2] ^= 0x01
+        ckpt.write_bytes(bytes(raw))
+    elif damage == "epoch":
+        _rewrite_epoch(ckpt, 10**9)
+    elif damage == "other seed":
+        shutil.copy(root / "digits-smallcnn-ce-seed1" / "checkpoint.pt", ckpt)
+    else:
+        ckpt.write_bytes(ckpt.read_bytes().split(b"\n", 3)[3])  # torch bytes only
+    other = (root / "digits-smallcnn-ce-seed1" / "checkpoint.pt").read_bytes()
+    code, out = _resume(root)
+    errors = [ln for ln in out.splitlines() if ln.startswith("error:")]
+    assert code == 1 and message in out and "--overwrite" in out, out
+    assert "Traceback" not in out and "weights_only" not in out
+    assert len(errors) >= 1 and not (run / "model.safetensors").exists()
+    assert (root / "digits-smallcnn-ce-seed1" / "checkpoint.pt").read_bytes() == other
+
+
+def test_a_good_checkpoint_still_resumes(interrupted, tmp_path):
+    root = _copy(interrupted, tmp_path / "runs")
+    code, out = _resume(root)
+    assert code == 0 and "resumed" in out, out

@@ -110,7 +110,7 @@ def test_attack_killed_mid_suite_resumes_with_exactly_the_same_rows(trained, tmp
 
 
 def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_work(tmp_path):
-    proc = rbg("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "30",
+    proc = rbg("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "400",
                "--device", "cpu", "--out", tmp_path)
     first = tmp_path / "digits-smallcnn-ce-seed0"
     wait_for(lambda: _epochs_done(first) >= 1)
