@@ -12,7 +12,9 @@ progress goes to ``on_event``.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,7 @@ from .config import AttackConfig, ImageSubset
 from .data import ImageData, load_dataset
 from .device import eval_batch_size
 from .errors import RbgError
+from .io import clean_stale_temp_files
 from .perturbations import Cell, EvalContext, Perturbation, build_suite, dataset_family
 from .records import COLUMNS, cell_fingerprints, read_results, repair, replace_cell, write_results
 from .rundir import RESULTS, find_runs
@@ -65,13 +68,26 @@ class RunReport:
 
 @contextmanager
 def run_lock(run_dir: Path) -> Iterator[None]:
-    """An exclusive advisory lock on a run folder (held only while its results change)."""
-    with open(Path(run_dir) / LOCK, "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+    """An exclusive advisory lock on a run folder (held only while its results change). The
+    lock file is never opened through a symbolic link (one planted there would make rbg
+    create or lock a file elsewhere)."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RbgError(f"{path} is a symbolic link; rbg refuses to lock through it "
+                           "(remove it)") from None
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
+            clean_stale_temp_files(Path(run_dir))
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def resolve_runs(paths: list[Path]) -> list[Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,26 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             tmp_path.unlink()
 
 
+STALE_SECONDS = 3600.0  # a temp file this old belongs to a writer that was killed
+
+
+def clean_stale_temp_files(folder: Path, older_than: float = STALE_SECONDS) -> list[Path]:
+    """Remove the temp files of :func:`atomic_write` left in ``folder`` by a killed process
+    (only those older than ``older_than`` seconds: a live writer's file is young)."""
+    removed = []
+    now = time.time()
+    for tmp in Path(folder).glob(".*.tmp"):
+        try:
+            if tmp.is_file() and not tmp.is_symlink() and now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:
+            continue
+    return removed
+
+
 def write_text_atomic(path: Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8", errors="backslashreplace"))
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

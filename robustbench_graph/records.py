@@ -74,6 +74,7 @@ def read_results(path: Path) -> pd.DataFrame:
         return empty_results()
     try:
         df = pd.read_csv(io.BytesIO(raw), keep_default_na=False, na_values=[""],
+                         encoding_errors="surrogateescape",
                          dtype={"param": str, "run": str, "metric": str, "settings": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise RbgError(f"{path} is not a readable CSV ({str(err).splitlines()[0]})") from None
@@ -105,7 +106,8 @@ def repair(df: pd.DataFrame, expected_rows: Mapping[tuple[str, str, float], int]
 
 
 def write_results(path: Path, df: pd.DataFrame) -> None:
-    atomic_write(Path(path), lambda p: df.to_csv(p, index=False, float_format="%.10g"))
+    atomic_write(Path(path), lambda p: df.to_csv(p, index=False, float_format="%.10g",
+                                                 errors="surrogateescape"))
 
 
 def replace_cell(path: Path, key: tuple[str, str, float], rows: Iterable[Mapping[str, Any]]

@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
 
 from .config import MAX_SEED, TrainConfig
 from .errors import RbgError
@@ -131,18 +132,27 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return record
 
 
+MAX_WEIGHTS_BYTES = 2**34
+
+
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Weights as safetensors, serialised in memory and written by rbg itself: the usual
+    file permissions, and a full disk surfaces as the OSError it is."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
-    atomic_write(Path(path), lambda p: save_file(tensors, str(p)))
+    data = save_safetensors(tensors)
+    atomic_write(Path(path), lambda p: p.write_bytes(data))
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Load a safetensors file; anything else (a pickle, a truncated file) is refused."""
+    """Load a safetensors file; anything else (a pickle, a truncated file) is refused. The
+    bytes are read by rbg (any path, UTF-8 or not), then parsed."""
     path = Path(path)
-    if not path.exists():
-        raise RbgError(f"missing weights file {path}")
     try:
-        return load_file(str(path))
+        data = read_run_bytes(path, MAX_WEIGHTS_BYTES)
+    except FileNotFoundError:
+        raise RbgError(f"missing weights file {path}") from None
+    try:
+        return load_safetensors(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise RbgError(f"{path} is not a valid safetensors weights file ({err})") from None
 

@@ -84,6 +84,8 @@ CASES = [
     ("channels-last below 8 channels",
      [*T, "--model", "preactresnet18", "--width", "4", "--channels-last"], "at least 8"),
     ("infinite lr", [*T, "--lr", "inf"], "--lr must be a finite number"),
+    ("Laplacian power 1000", [*T, "--loss", "laplacian", "-o", "m=1000"],
+     "laplacian m must be in 1..16"),
     # attack
     ("unknown perturbation", ["attack", "--runs", "{root}/runs", "--suite", "blur"],
      "unknown perturbation"),

@@ -179,3 +179,93 @@ def test_a_good_checkpoint_still_resumes(interrupted, tmp_path):
     root = _copy(interrupted, tmp_path / "runs")
     code, out = _resume(root)
     assert code == 0 and "resumed" in out, out
+
+
+# --- items 8 and 10, and the smaller ones ---------------------------------------------------
+def test_usage_errors_are_one_error_line_with_exit_2():
+    for args in (["attack", "--bogus"], ["train", "--epochs", "abc"]):
+        code, out = finish(rbg(*args))
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), out
+        assert "--help" in lines[0] and "╭" not in out
+
+
+def test_an_ascii_terminal_and_a_non_utf8_run_path_do_not_crash_the_report(attacked,
+                                                                           tmp_path):
+    import os
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    odd = Path(os.fsdecode(bytes(root) + b"/run-\xff"))
+    shutil.copytree(sorted(attacked.iterdir())[0], odd)
+    (odd / "results.csv").unlink()
+    code, out = finish(rbg(*ATTACK, "--runs", root))
+    assert code == 0 and "Traceback" not in out, out
+    proc = rbg("report", "--runs", root, "--out", tmp_path / "report", "--no-plots",
+               env_extra={"PYTHONIOENCODING": "ascii"})
+    code, out = finish(proc)
+    assert code == 0 and "Traceback" not in out, out
+    assert (tmp_path / "report" / "index.html").exists()
+
+
+def test_a_second_ctrl_c_gives_no_traceback(tmp_path):
+    proc = rbg("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "400",
+               "--device", "cpu", "--out", tmp_path)
+    wait_for(lambda: _epochs_done(tmp_path / "digits-smallcnn-ce-seed0") >= 1)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc)
+    assert code == 130 and "Traceback" not in out and "interrupted" in out, out
+
+
+def test_a_symlinked_lock_is_refused(attacked, tmp_path):
+    run = _copy(sorted(attacked.iterdir())[0], tmp_path / "run")
+    target = tmp_path / "elsewhere" / "planted"
+    target.parent.mkdir()
+    (run / ".rbg.lock").unlink(missing_ok=True)
+    (run / ".rbg.lock").symlink_to(target)
+    before = (run / "results.csv").read_bytes()
+    code, out = finish(rbg(*ATTACK, "--overwrite", run))
+    assert code == 1 and "symbolic link" in out and "Traceback" not in out, out
+    assert not target.exists() and (run / "results.csv").read_bytes() == before
+
+
+def test_stale_temp_files_are_cleaned_and_fresh_ones_kept(attacked, tmp_path):
+    import os
+    import time
+
+    run = _copy(sorted(attacked.iterdir())[0], tmp_path / "run")
+    stale, fresh = run / ".results.csv.abc123.tmp", run / ".results.csv.def456.tmp"
+    stale.write_text("left by a kill")
+    fresh.write_text("being written")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    code, out = finish(rbg(*ATTACK, run))
+    assert code == 0, out
+    assert not stale.exists() and fresh.exists()
+
+
+def test_weights_are_written_with_the_usual_permissions(attacked):
+    run = sorted(attacked.iterdir())[0]
+    modes = {p.name: p.stat().st_mode & 0o777 for p in run.iterdir() if p.is_file()
+             and not p.name.startswith(".")}
+    assert modes["model.safetensors"] == modes["config.json"], modes
+
+
+def test_a_full_disk_while_saving_weights_is_one_line_and_marks_the_run_failed(tmp_path,
+                                                                               monkeypatch):
+    import errno
+
+    from robustbench_graph import rundir
+
+    from conftest import cli
+
+    def full(path, write):  # noqa: ANN001, ANN202
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(rundir, "atomic_write", full)
+    result = cli("train", "--dataset", "digits", "--epochs", "1", "--out", tmp_path)
+    assert result.exit_code == 1 and "no space left on device" in result.output
+    assert "Traceback" not in result.output
+    status = json.loads((tmp_path / "digits-smallcnn-ce-seed0" / "status.json").read_text())
+    assert status["status"] == "failed"

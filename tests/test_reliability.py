@@ -28,9 +28,9 @@ ATTACK = ["attack", "--suite", "clean,gaussian,dropout,quantize", "-p", "gaussia
           "-p", "dropout.repeats=4", "--device", "cpu"]
 
 
-def rbg(*args, **kw) -> subprocess.Popen:
+def rbg(*args, env_extra: dict | None = None, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+           "PYTHONWARNINGS": "ignore::DeprecationWarning", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "robustbench_graph", *map(str, args)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kw)

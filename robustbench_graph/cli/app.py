@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from typer import Abort
+
+try:  # newer typer vendors click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer on click
+    from click.exceptions import ClickException
 
 from .. import __version__
 from ..allocator import tune_malloc
@@ -44,10 +52,31 @@ app.command("smoothness")(cmd_smoothness.smoothness)
 app.command("list")(cmd_list.list_cmd)
 
 
+def _tolerant_streams() -> None:
+    """Never crash on printing: characters the terminal's encoding lacks (``–`` under
+    ``PYTHONIOENCODING=ascii``, a non-UTF-8 path) are escaped instead."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main() -> None:
+    """The ``rbg`` entry point: usage errors become one ``error:`` line (exit 2), like every
+    other failure, instead of a boxed panel."""
+    _tolerant_streams()
     tune_malloc()
     try:
-        app()
-    except KeyboardInterrupt:
-        err_console.print("[bold red]error:[/] interrupted")
+        code = app(standalone_mode=False)
+    except ClickException as err:
+        if type(err).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+            ctx = getattr(err, "ctx", None)
+            where = ctx.command_path if ctx is not None else "rbg"
+            err_console.print(f"[bold red]error:[/] {escape(err.format_message())} "
+                              f"(see '{escape(where)} --help')", highlight=False,
+                              soft_wrap=True)
+        sys.exit(err.exit_code)
+    except (KeyboardInterrupt, Abort):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        err_console.print("[bold red]error:[/] interrupted", highlight=False)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

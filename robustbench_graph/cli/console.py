@@ -4,6 +4,7 @@ on stderr and a non-zero exit, never a traceback."""
 from __future__ import annotations
 
 import functools
+import signal
 import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ def guarded(func: F) -> F:
         except RbgError as err:
             raise fail(str(err)) from None
         except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback
             raise fail("interrupted; finished work is kept, run the command again to resume",
                        130) from None
         except PermissionError as err:

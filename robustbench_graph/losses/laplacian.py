@@ -58,6 +58,9 @@ from .base import LossOutput, TrainingLoss, register_loss, require_choice
 
 NORMALIZATIONS = ("batch", "none")
 PAPER_GAMMA = 0.01
+# Laplacian powers: L^m S on a batch of 100 grows like b^m and leaves float32's range near
+# m = 19 (and gamma^m overflowed Python floats at m = 1000: OverflowError).
+MAX_POWER = 16
 GRAM_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 GRAD_DTYPES = {"auto": None, **GRAM_DTYPES}
 GRAPH_FORMS = ("auto", "lowrank", "gram")
@@ -182,8 +185,8 @@ class LaplacianLoss(TrainingLoss):
         def validate(self) -> None:
             if self.gamma is not None and self.gamma < 0:
                 raise RbgError(f"laplacian gamma must be >= 0, got {self.gamma}")
-            if self.m < 1:
-                raise RbgError(f"laplacian m must be >= 1, got {self.m}")
+            if not 1 <= self.m <= MAX_POWER:
+                raise RbgError(f"laplacian m must be in 1..{MAX_POWER}, got {self.m}")
             if self.k is not None and self.k < 1:
                 raise RbgError(f"laplacian k must be >= 1 or none, got {self.k}")
             require_choice("laplacian", "normalize", self.normalize, NORMALIZATIONS)
