@@ -91,8 +91,21 @@ def stratified_split(
 
 
 def _as_image_data(
-    images: np.ndarray, labels: np.ndarray, scale: float, info: DatasetInfo
+    images: np.ndarray, labels: np.ndarray, scale: float, info: DatasetInfo,
+    source: Path | str = "",
 ) -> ImageData:
+    """Checked tensors: as many labels as images, every label a class of ``info``, the
+    images of its shape."""
+    where = f" in {source}" if source else ""
+    if len(images) != len(labels):
+        raise RbgError(f"dataset {info.name!r}{where}: {len(labels)} labels for "
+                       f"{len(images)} images")
+    if len(labels) and (labels.min() < 0 or labels.max() >= info.num_classes):
+        raise RbgError(f"dataset {info.name!r}{where}: labels must be in 0..{info.num_classes - 1}"
+                       f", found {int(labels.min())}..{int(labels.max())}")
+    if tuple(images.shape[1:]) != tuple(info.input_shape):
+        raise RbgError(f"dataset {info.name!r}{where}: images of shape {tuple(images.shape[1:])}"
+                       f", expected {tuple(info.input_shape)}")
     return ImageData(
         torch.from_numpy(np.array(images, dtype=np.uint8, order="C", copy=True)),
         torch.from_numpy(np.array(labels, dtype=np.int64, copy=True)),
@@ -136,7 +149,12 @@ class FolderSource(DatasetSource):
                 f"({err.args[0] if err.args else 'missing files'}); put the files there, "
                 "pass --data-dir, or add --download when online"
             ) from None
-        return _as_image_data(images, labels, 255.0, self.info)
+        except data_files.DataFileError as err:
+            raise RbgError(f"dataset {self.info.name!r}: {err}") from None
+        except OSError as err:
+            raise RbgError(f"dataset {self.info.name!r}: cannot read {err.filename or root} "
+                           f"({err.strerror})") from None
+        return _as_image_data(images, labels, 255.0, self.info, root / self.folder)
 
 
 def _download(torchvision_class: str, root: Path, train: bool) -> None:

@@ -1,14 +1,17 @@
 """Readers for the on-disk formats: embedded package data, MNIST idx, CIFAR pickles, SVHN .mat.
 
 Each returns ``(images uint8 N x C x H x W, labels int)``. Missing files raise
-``FileNotFoundError`` naming the file; :mod:`robustbench_graph.data` turns that into a
-readable error.
+``FileNotFoundError`` naming the file; a file that is there but wrong (truncated, bad magic,
+a refused pickle, a batch without labels, counts that disagree) raises :class:`DataFileError`
+naming the file and what is wrong. :mod:`robustbench_graph.data` turns both into one-line
+errors.
 """
 
 from __future__ import annotations
 
 import gzip
 import pickle
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,31 +34,48 @@ def read_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
     return bunch.images.astype(np.uint8).reshape(-1, 1, 8, 8), bunch.target.astype(np.int64)
 
 
-def _open_maybe_gz(path: Path) -> bytes:
+class DataFileError(ValueError):
+    """A dataset file that exists but cannot be used; the message names it."""
+
+
+def _open_maybe_gz(path: Path) -> tuple[bytes, Path]:
+    """The bytes of ``path`` or of ``path.gz`` (decompressed), and which file it was."""
     if path.exists():
-        return path.read_bytes()
+        return path.read_bytes(), path
     gz = path.with_name(path.name + ".gz")
     if gz.exists():
-        return gzip.decompress(gz.read_bytes())
+        try:
+            return gzip.decompress(gz.read_bytes()), gz
+        except (OSError, EOFError, zlib.error):
+            raise DataFileError(f"{gz} is not a valid gzip file") from None
     raise FileNotFoundError(f"missing {path.name}")
 
 
-def parse_idx(raw: bytes) -> np.ndarray:
+def parse_idx(raw: bytes, source: Path | str = "IDX data") -> np.ndarray:
     """Parse an IDX file (the MNIST format): magic 0x0000 0x08 <ndim>, big-endian dims, data."""
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError("not an unsigned-byte IDX file")
+        raise DataFileError(f"{source} is not an unsigned-byte IDX file (bad magic)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataFileError(f"{source} is truncated (in its header)")
     dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
-        raise ValueError("IDX file is truncated")
+        raise DataFileError(f"{source} is truncated ({data.size} of {int(np.prod(dims))} "
+                            "bytes)")
     return data.reshape(tuple(dims))
 
 
 def read_mnist_idx(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     prefix = "train" if train else "t10k"
-    images = parse_idx(_open_maybe_gz(folder / f"{prefix}-images-idx3-ubyte"))
-    labels = parse_idx(_open_maybe_gz(folder / f"{prefix}-labels-idx1-ubyte"))
+    images = parse_idx(*_open_maybe_gz(folder / f"{prefix}-images-idx3-ubyte"))
+    labels, label_file = _open_maybe_gz(folder / f"{prefix}-labels-idx1-ubyte")
+    labels = parse_idx(labels, label_file)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise DataFileError(f"{folder}: the {prefix} idx files are not images and labels")
+    if len(images) != len(labels):
+        raise DataFileError(f"{label_file} holds {len(labels)} labels for {len(images)} "
+                            "images")
     return images[:, None, :, :], labels.astype(np.int64)
 
 
@@ -77,18 +97,42 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
 
 
-def _load_pickle(path: Path) -> dict:
+def _load_pickle(path: Path, label_key: str) -> dict:
+    """One CIFAR batch: a dict with ``data`` and ``label_key``, numpy arrays only."""
     if not path.exists():
         raise FileNotFoundError(f"missing {path.name}")
-    with path.open("rb") as fh:
-        return _NumpyOnlyUnpickler(fh, encoding="latin1").load()
+    try:
+        with path.open("rb") as fh:
+            batch = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
+    except pickle.UnpicklingError as err:
+        if str(err).startswith("refusing"):  # a global other than numpy's: never run
+            raise DataFileError(f"{path} was refused: {err}") from None
+        raise DataFileError(f"{path} is truncated or damaged ({err})") from None
+    except EOFError:
+        raise DataFileError(f"{path} is empty or truncated") from None
+    except Exception as err:  # noqa: BLE001 - a damaged pickle fails in many ways
+        raise DataFileError(f"{path} is not a CIFAR batch ({type(err).__name__})") from None
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        raise DataFileError(f"{path} is not a CIFAR batch (no 'data' and {label_key!r})")
+    return batch
 
 
 def _cifar(folder: Path, files: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    parts = [_load_pickle(folder / f) for f in files]
-    images = np.concatenate([np.asarray(p["data"], dtype=np.uint8) for p in parts])
-    labels = np.concatenate([np.asarray(p[label_key], dtype=np.int64) for p in parts])
-    return images.reshape(-1, 3, 32, 32), labels
+    images, labels = [], []
+    for name in files:
+        batch = _load_pickle(folder / name, label_key)
+        try:
+            data = np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3 * 32 * 32)
+            target = np.asarray(batch[label_key], dtype=np.int64).reshape(-1)
+        except (ValueError, TypeError):
+            raise DataFileError(f"{folder / name} does not hold 3x32x32 images and integer "
+                                "labels") from None
+        if len(data) != len(target):
+            raise DataFileError(f"{folder / name} holds {len(target)} labels for {len(data)} "
+                                "images")
+        images.append(data)
+        labels.append(target)
+    return np.concatenate(images).reshape(-1, 3, 32, 32), np.concatenate(labels)
 
 
 def read_cifar10(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -220,7 +220,8 @@ def attacked_run(tmp_path_factory, digits_run) -> Path:
 
 
 def test_the_matrix_has_at_least_60_distinct_bad_inputs():
-    assert len({name for name, _, _ in CASES} | {name for name, _, _ in DAMAGE}) >= 60
+    names = [c[0] for c in CASES] + [d[0] for d in DAMAGE] + [d[0] for d in DATA_DAMAGE]
+    assert len(set(names)) == len(names) >= 60
 
 
 @pytest.mark.parametrize(("name", "damage", "message"), DAMAGE, ids=[d[0] for d in DAMAGE])
@@ -247,3 +248,107 @@ def test_one_bad_run_folder_does_not_stop_the_others(tmp_path, attacked_run, nam
     after = sorted((p.name, p.is_file() and not p.is_fifo() and p.read_bytes()) for p in
                    bad.iterdir() if not p.is_symlink())
     assert after == before
+
+
+# Issue 15, item 7: dataset files that are there but wrong; one error line naming the file.
+def _cifar_batch(n=10, labels=None, **extra):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    batch = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+             "labels": list(range(10))[:n] if labels is None else labels}
+    batch.update(extra)
+    return batch
+
+
+def _write_cifar(folder: Path, damaged: bytes | None = None) -> Path:
+    import pickle
+
+    folder.mkdir(parents=True)
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(_cifar_batch()))
+    if damaged is not None:
+        (folder / "data_batch_1").write_bytes(damaged)
+    return folder / "data_batch_1"
+
+
+def _idx(kind: str, n: int) -> bytes:
+    import struct
+
+    if kind == "images":
+        return struct.pack(">BBBBIII", 0, 0, 8, 3, n, 28, 28) + bytes(n * 28 * 28)
+    return struct.pack(">BBBBI", 0, 0, 8, 1, n) + bytes(i % 10 for i in range(n))
+
+
+def _write_mnist(folder: Path, name: str, data: bytes, labels: int = 20) -> Path:
+    folder.mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        (folder / f"{prefix}-images-idx3-ubyte").write_bytes(_idx("images", 20))
+        (folder / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx("labels", labels))
+    target = folder / name
+    target.unlink(missing_ok=True)
+    if name.endswith(".gz"):  # the compressed file is read only without the plain one
+        (folder / name[:-3]).unlink()
+    target.write_bytes(data)
+    return target
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("true",))
+
+
+def _pickle(obj) -> bytes:
+    import pickle
+
+    return pickle.dumps(obj)
+
+
+DATA_DAMAGE = [
+    ("CIFAR pickle with code", "cifar10", lambda d: _write_cifar(d, _pickle({"x": _Payload()})),
+     "was refused"),
+    ("CIFAR batch truncated", "cifar10",
+     lambda d: _write_cifar(d, _pickle(_cifar_batch())[:200]), "truncated or damaged"),
+    ("CIFAR batch empty", "cifar10", lambda d: _write_cifar(d, b""), "empty or truncated"),
+    ("CIFAR batch not a dict", "cifar10", lambda d: _write_cifar(d, _pickle([1, 2])),
+     "not a CIFAR batch"),
+    ("CIFAR batch without labels", "cifar10",
+     lambda d: _write_cifar(d, _pickle({"data": _cifar_batch()["data"]})), "no 'data'"),
+    ("CIFAR batch of the wrong size", "cifar10",
+     lambda d: _write_cifar(d, _pickle({"data": bytes(100), "labels": [1]})),
+     "3x32x32 images"),
+    ("CIFAR label 99", "cifar10",
+     lambda d: _write_cifar(d, _pickle(_cifar_batch(labels=[99] * 10))), "labels must be in"),
+    ("CIFAR label -1", "cifar10",
+     lambda d: _write_cifar(d, _pickle(_cifar_batch(labels=[-1] * 10))), "labels must be in"),
+    ("CIFAR 10 images with 5 labels", "cifar10",
+     lambda d: _write_cifar(d, _pickle(_cifar_batch(labels=[1] * 5))), "5 labels for 10"),
+    ("idx with a bad magic", "fashion-mnist",
+     lambda d: _write_mnist(d, "train-images-idx3-ubyte", b"\x01\x02\x03\x04" + bytes(64)),
+     "bad magic"),
+    ("idx truncated", "fashion-mnist",
+     lambda d: _write_mnist(d, "train-images-idx3-ubyte", _idx("images", 20)[:500]),
+     "truncated"),
+    ("idx gz not gzip", "fashion-mnist",
+     lambda d: _write_mnist(d, "train-labels-idx1-ubyte.gz", b"not gzip at all"),
+     "not a valid gzip file"),
+    ("idx 20 images with 5 labels", "fashion-mnist",
+     lambda d: _write_mnist(d, "train-labels-idx1-ubyte", _idx("labels", 5)),
+     "5 labels for 20 images"),
+]
+FOLDERS = {"cifar10": "cifar-10-batches-py", "fashion-mnist": "FashionMNIST/raw"}
+
+
+@pytest.mark.parametrize(("name", "dataset", "damage", "message"), DATA_DAMAGE,
+                         ids=[d[0] for d in DATA_DAMAGE])
+def test_a_bad_dataset_file_is_one_error_line_naming_it(tmp_path, name, dataset, damage,
+                                                        message):
+    data = tmp_path / "data"
+    damage(data / FOLDERS[dataset])
+    result = cli("train", "--dataset", dataset, "--data-dir", data, "--epochs", "1",
+                 "--out", tmp_path / "runs")
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert len(errors) == 1 and message in result.output.replace("\n", " "), result.output
+    assert str(data) in result.output.replace("\n", "")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
