@@ -27,7 +27,7 @@ from .data import DatasetInfo, ImageData, load_dataset
 from .device import generator, seed_everything
 from .errors import RbgError
 from .inference import accuracy
-from .io import atomic_write, write_json_atomic, write_text_atomic
+from .io import atomic_write, clean_stale_temp_files, write_json_atomic, write_text_atomic
 from .losses import create_loss, resolved_options
 from .models import set_memory_format
 from .parseval import retract_
@@ -172,6 +172,7 @@ def train_run(
     train_data, test_data = datasets
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp_files(run_dir)  # left by a writer that was killed
     if action == "new":
         write_json_atomic(run_dir / CONFIG, spec.config_record(device))
     try:
