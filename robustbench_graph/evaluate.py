@@ -142,9 +142,9 @@ def _refuse_conflicts(run_dir: Path, cells: list[Cell], done: dict) -> None:
         return
     record = read_attack_record(run_dir)
     first = conflicts[0]
-    why = "; ".join(dict.fromkeys(
-        settings_difference(settings_of(record, sorted(done[c.key])[0]), c.settings)
-        for c in conflicts))
+    parts = (settings_difference(settings_of(record, sorted(done[c.key])[0]), c.settings)
+             for c in conflicts)
+    why = ", ".join(dict.fromkeys(p for text in parts for p in text.split(", ")))
     more = f" and {len(conflicts) - 1} more cell(s)" if len(conflicts) > 1 else ""
     raise RbgError(f"{run_dir}: {first.label}{more} already computed with other settings "
                    f"({why}); rerun with --overwrite to recompute them")
