@@ -31,9 +31,15 @@ ATTACK = ["attack", "--suite", "clean,gaussian,dropout,quantize", "-p", "gaussia
 def rbg(*args, env_extra: dict | None = None, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
            "PYTHONWARNINGS": "ignore::DeprecationWarning", **(env_extra or {})}
+    # Ctrl-C reaches the child even where the test runs in a shell's background job,
+    # which starts with SIGINT ignored (and Python then installs no KeyboardInterrupt).
     return subprocess.Popen([sys.executable, "-m", "robustbench_graph", *map(str, args)],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, **kw)
+                            text=True, preexec_fn=_default_sigint, **kw)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
