@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml
 
 # The demo: CE and the Laplacian regulariser, 2 seeds each, 5 epochs on the embedded mnist5k,
 # the whole suite with fewer noise draws and a 200-image DeepFool subset, then the report.
-DEMO_ATTACK := -p gaussian.draws=5 -p gaussian-iid.draws=5 -p dropout.repeats=5 -p deepfool.samples=200
+DEMO_ATTACK := -p gaussian.draws=5 -p gaussian-iid.draws=5 -p dropout.repeats=5 -p deepfool.samples=200 \
+               -p pgd.eps=0.1
 demo: $(STAMP)
 	$(BIN)/rbg train --dataset mnist5k --model smallcnn --loss ce --seeds 0-1 --epochs 5 --out $(RUNS)
 	$(BIN)/rbg train --dataset mnist5k --model smallcnn --loss laplacian --seeds 0-1 --epochs 5 --out $(RUNS)

