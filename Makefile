@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The demo: CE and the Laplacian regulariser, 2 seeds each, 5 epochs on the embedded mnist5k,
-# the whole suite with fewer noise draws and a 200-image DeepFool subset, then the report.
+# the whole suite with fewer noise draws, a 200-image DeepFool subset and PGD at one budget,
+# then the report.
 DEMO_ATTACK := -p gaussian.draws=5 -p gaussian-iid.draws=5 -p dropout.repeats=5 -p deepfool.samples=200 \
                -p pgd.eps=0.1
 demo: $(STAMP)
