@@ -82,7 +82,6 @@ def run_lock(run_dir: Path) -> Iterator[None]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            clean_stale_temp_files(Path(run_dir))
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -175,6 +174,7 @@ def attack_run(
     results_path = Path(run_dir) / RESULTS
     report = RunReport(Path(run_dir), run.name)
     with run_lock(run_dir):
+        clean_stale_temp_files(Path(run_dir))  # left by a writer that was killed
         table = read_results(results_path)  # validates before any work
         table, damage = repair(table, recorded_rows(read_attack_record(run_dir)))
         if damage:  # a results file cut short or edited: its damaged cells are recomputed
@@ -201,11 +201,12 @@ def attack_run(
         seconds = time.perf_counter() - t0
         rows = _rows(run, cell, measurements)
         with run_lock(run_dir):
-            now = cell_fingerprints(read_results(results_path)).get(cell.key)
-            if overwrite or now is None:  # else another process wrote the cell meanwhile
+            current = read_results(results_path)
+            if overwrite or cell.key not in cell_fingerprints(current):
+                # (else another process wrote the cell meanwhile)
                 note_cell(Path(run_dir), cell, {**provenance, "rows": len(rows),
                                                 "seconds": round(seconds, 3)})
-                replace_cell(results_path, cell.key, rows)
+                replace_cell(results_path, cell.key, rows, current)
         report.computed.append(cell)
         report.seconds[cell.perturbation] = report.seconds.get(cell.perturbation, 0.0) + seconds
         if on_event:

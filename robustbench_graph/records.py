@@ -110,12 +110,13 @@ def write_results(path: Path, df: pd.DataFrame) -> None:
                                                  errors="surrogateescape"))
 
 
-def replace_cell(path: Path, key: tuple[str, str, float], rows: Iterable[Mapping[str, Any]]
-                 ) -> pd.DataFrame:
-    """Put one cell's rows into ``path`` in one atomic write (re-reading it first), in the
-    place of any earlier rows of the same cell (else at the end); returns the whole table."""
+def replace_cell(path: Path, key: tuple[str, str, float], rows: Iterable[Mapping[str, Any]],
+                 current: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Put one cell's rows into ``path`` in one atomic write, in the place of any earlier rows
+    of the same cell (else at the end); returns the whole table. ``current`` is the file's
+    table when the caller has just read it (under the run's lock), else it is read here."""
     new = pd.DataFrame(list(rows), columns=list(COLUMNS))
-    current = read_results(path)
+    current = read_results(path) if current is None else current
     keys = [cell_key(*k) for k in current[list(CELL_KEY)].itertuples(index=False)]
     at = keys.index(key) if key in keys else len(keys)
     kept = current[[k != key for k in keys]]

@@ -35,7 +35,7 @@ def _family(name, value=None, **settings):
     the one ``value``."""
     cls = family_class(name)
     if value is not None:
-        settings[cls.sweep] = (value,)
+        settings[cls.sweep_fields()[0]] = (value,)
     return cls(cls.Settings(**settings))
 
 

@@ -7,8 +7,9 @@ A perturbation family is one module with one :class:`Perturbation` subclass, reg
   (:func:`robustbench_graph.settings.setting`); ``presets`` overrides defaults per dataset
   family (``grey``: one-channel images such as MNIST, ``colour``: CIFAR-like), because the
   papers' budgets are too weak for MNIST (METHODS.md 9.5);
-* ``sweep``: the settings field (a tuple) that expands into one *cell* per value, the strength
-  axis of a curve (``snr_db``, ``p``, ``eps``);
+* ``sweep``: the settings field (a tuple), or fields, that expand into one *cell* per value,
+  the strength axis of a curve (``snr_db``, ``p``, ``eps``); ``sweep_param`` and
+  ``sweep_value`` name a cell's param and value where they are not the field and its number;
 * ``metrics`` with their direction and ``headline`` (the metric a report table shows);
 * ``order``: its place in the suite (cheap first), and ``version``, bumped whenever a change
   alters its numbers (it is part of every cell's settings fingerprint).
@@ -191,7 +192,7 @@ class Perturbation:
     description: ClassVar[str]
     Settings: ClassVar[type] = NoSettings
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    sweep: ClassVar[str | None] = None
+    sweep: ClassVar[str | tuple[str, ...] | None] = None
     metrics: ClassVar[tuple[Metric, ...]] = (ACCURACY,)
     headline: ClassVar[str] = "accuracy"
     order: ClassVar[int] = 100
@@ -216,17 +217,29 @@ class Perturbation:
                 return m
         raise KeyError(name)
 
+    @classmethod
+    def sweep_fields(cls) -> tuple[str, ...]:
+        return (cls.sweep,) if isinstance(cls.sweep, str) else tuple(cls.sweep or ())
+
     def cells(self, test_images: ImageSubset) -> list[Cell]:
-        """One cell per value of the ``sweep`` field (one cell without a sweep)."""
+        """One cell per value of each ``sweep`` field, in order (one cell without a sweep);
+        every other setting and the test images are the cells' common settings."""
         common = to_json(self.settings)
-        values: tuple[Any, ...] = (None,)
-        if self.sweep is not None:
-            values = common.pop(self.sweep)
+        axes = {f: common.pop(f) for f in self.sweep_fields()}
         common["test_images"] = to_json(test_images)
-        if self.sweep is None:
+        if not axes:
             return [Cell(self.name, "none", 0.0, common, self.version)]
-        return [Cell(self.name, self.sweep, float(v), common, self.version)
-                for v in dict.fromkeys(values)]
+        return [Cell(self.name, self.sweep_param(f), self.sweep_value(f, v), common,
+                     self.version)
+                for f, values in axes.items() for v in dict.fromkeys(values)]
+
+    def sweep_param(self, field: str) -> str:
+        """The ``param`` of the cells of a sweep field (the field's name by default)."""
+        return field
+
+    def sweep_value(self, field: str, value: Any) -> float:
+        """The ``param_value`` of one value of a sweep field (the number by default)."""
+        return float(value)
 
     def repeats(self) -> int:
         return int(getattr(self.settings, self.repeats_setting)) if self.repeats_setting else 1
@@ -302,8 +315,10 @@ PERTURBATIONS: Registry[type[Perturbation]] = Registry("perturbation")
 
 def register_perturbation(name: str, description: str):  # noqa: ANN201
     def decorate(cls: type[Perturbation]) -> type[Perturbation]:
-        if cls.sweep is not None and cls.sweep not in cls.Settings.__dataclass_fields__:
-            raise ValueError(f"perturbation {name}: sweep field {cls.sweep!r} not in Settings")
+        for field_name in cls.sweep_fields():
+            if field_name not in cls.Settings.__dataclass_fields__:
+                raise ValueError(f"perturbation {name}: sweep field {field_name!r} not in "
+                                 "Settings")
         if cls.headline not in {m.name for m in cls.metrics}:
             raise ValueError(f"perturbation {name}: headline {cls.headline!r} not a metric")
         cls.name = name

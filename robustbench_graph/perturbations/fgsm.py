@@ -21,11 +21,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..config import ImageSubset
-from ..settings import setting, to_json
+from ..settings import setting
 from .base import (
     ACCURACY,
-    Cell,
     Draw,
     Metric,
     Perturbation,
@@ -75,17 +73,8 @@ SNR_METRIC = Metric("snr_db", "none", "realised mean SNR in dB of the final inpu
 class _Fgsm(Perturbation):
     Settings = FgsmSettings
     presets = {"grey": {"snr_db": (33.0, 25.0, 20.0, 15.0)}}  # METHODS.md 9.5
-    sweep = "snr_db"
+    sweep = ("snr_db", "linf_eps")
     metrics = (ACCURACY, SNR_METRIC)
-
-    def cells(self, test_images: ImageSubset) -> list[Cell]:
-        common = to_json(self.settings)
-        snrs, epss = common.pop("snr_db"), common.pop("linf_eps")
-        common["test_images"] = to_json(test_images)
-        return ([Cell(self.name, "snr_db", float(s), common, self.version)
-                 for s in dict.fromkeys(snrs)]
-                + [Cell(self.name, "linf_eps", float(e), common, self.version)
-                   for e in dict.fromkeys(epss)])
 
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: Any
                 ) -> torch.Tensor:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from ...config import SUBSET_RULES, ImageSubset
-from ...settings import setting, to_json
+from ...settings import setting
 from ..base import (
     Cell,
     EvalContext,
@@ -105,10 +105,6 @@ class DeepFoolSettings:
                 "the per-step overshoot schedule needs backend=native")
 
 
-def _metric(name: str, better: str, help: str) -> Metric:  # noqa: A002
-    return Metric(name, better, help)
-
-
 @register_perturbation("deepfool", "DeepFool minimal L2 perturbation on a 1,000-image test "
                        "subset: mean/median L2, success rate, LapNet's L2 per dimension")
 class DeepFool(Perturbation):
@@ -117,22 +113,21 @@ class DeepFool(Perturbation):
     order = 90
     headline = "mean_l2"
     metrics = (
-        _metric("mean_l2", "higher", "mean L2 norm of the successful minimal perturbations"),
-        _metric("median_l2", "higher", "median L2 norm of the successful perturbations"),
-        _metric("mean_linf", "higher", "mean L-inf norm of the successful perturbations"),
-        _metric("median_linf", "higher", "median L-inf norm of the successful perturbations"),
+        Metric("mean_l2", "higher", "mean L2 norm of the successful minimal perturbations"),
+        Metric("median_l2", "higher", "median L2 norm of the successful perturbations"),
+        Metric("mean_linf", "higher", "mean L-inf norm of the successful perturbations"),
+        Metric("median_linf", "higher", "median L-inf norm of the successful perturbations"),
         Metric("success_rate", "lower", "successful attacks / correctly classified images",
                percent=True),
-        _metric("mean_l2_per_dim", "higher", "LapNet's metric: L2 / D, misclassified "
+        Metric("mean_l2_per_dim", "higher", "LapNet's metric: L2 / D, misclassified "
                 "images counting 0"),
     )
 
-    def cells(self, test_images: ImageSubset) -> list[Cell]:
-        common = to_json(self.settings)
-        norms = common.pop("norms")
-        common["test_images"] = to_json(test_images)
-        return [Cell(self.name, "norm", NORM_VALUES[n], common, self.version)
-                for n in dict.fromkeys(norms)]
+    def sweep_param(self, field: str) -> str:
+        return "norm"
+
+    def sweep_value(self, field: str, value: str) -> float:
+        return NORM_VALUES[value]
 
     def attack(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str
                ) -> torch.Tensor:
