@@ -16,6 +16,7 @@ from typing import Any
 from .errors import RbgError
 from .io import write_json_atomic
 from .rundir import read_run_json
+from .settings import typed_text
 
 ATTACK_RECORD = "attack.json"
 FORMAT = 1
@@ -89,8 +90,6 @@ def flatten_settings(settings: dict[str, Any], prefix: str = "") -> dict[str, An
 
 def show_setting(key: str, value: Any) -> str:
     """A setting's value as a user types it (``all`` for an unset number of samples)."""
-    if isinstance(value, tuple | list):
-        return ",".join(map(str, value))
-    if value is None:
-        return "all" if key.endswith("samples") else "none"
-    return str(value)
+    if value is None and key.endswith("samples"):
+        return "all"
+    return typed_text(value)

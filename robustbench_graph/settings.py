@@ -106,15 +106,16 @@ def describe_fields(cls: type) -> list[tuple[str, str, str, str]]:
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
-        shown = (",".join(_text(v) for v in default) if isinstance(default, tuple)
-                 else _text(default))
+        shown = typed_text(default)
         rows.append((f.name, _type_name(hints[f.name]).replace("typing.", ""), shown,
                      str(f.metadata.get("help", ""))))
     return rows
 
 
-def _text(value: Any) -> str:
-    """A default as a user would type it (``none``, ``true``, ``0.25``)."""
+def typed_text(value: Any) -> str:
+    """A setting's value as a user would type it (``none``, ``true``, ``0.25``, ``5,10``)."""
+    if isinstance(value, tuple | list):
+        return ",".join(typed_text(v) for v in value)
     if value is None or isinstance(value, bool):
         return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else str(value)

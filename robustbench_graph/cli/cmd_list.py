@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import RbgError
+from ..settings import describe_fields, typed_text
 from .console import console, guarded
 
 REGISTRIES = ("datasets", "models", "losses", "perturbations")
@@ -28,18 +29,14 @@ def _registry(name: str):  # noqa: ANN202
 
 
 def _settings_table(cls) -> Table:  # noqa: ANN001
-    from ..settings import describe_fields
-
     table = Table(title=f"{cls.name} settings (-p {cls.name}.KEY=VALUE)", title_justify="left",
                   box=None, pad_edge=False)
     for col in ("setting", "default", "grey-image default", "meaning"):
         table.add_column(col, style="bold" if col == "setting" else None)
     grey = cls.presets.get("grey", {})
     for name, _type, default, meaning in describe_fields(cls.Settings):
-        preset = grey.get(name)
-        shown = "" if preset is None else ",".join(f"{v:g}" if isinstance(v, float) else str(v)
-                                                   for v in preset)
-        table.add_row(name, default, shown, meaning)
+        table.add_row(name, default, "" if name not in grey else typed_text(grey[name]),
+                      meaning)
     metrics = ", ".join(
         f"{m.name} ({'diagnostic' if m.better == 'none' else m.better + ' is more robust'})"
         for m in cls.metrics)
