@@ -96,7 +96,7 @@ def test_a_truncated_results_row_is_repaired_with_a_warning(attacked, tmp_path):
     assert code == 0 and "warning:" in out and str(path) in out.replace("\n", "")
     assert "damaged or incomplete" in out and "Traceback" not in out
     summary = pd.read_csv(report / "summary.csv")
-    assert set(summary.loc[summary.metric == "accuracy", "runs"]) <= {1, 2}
+    assert set(summary.loc[summary.metric == "accuracy", "n"]) <= {1, 2}
     assert not (summary.dataset == "di").any()
     code, out = run_cli(*ATTACK, "--runs", runs)
     assert code == 0 and "warning:" in out and "cells to recompute" in out, out

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table as RichTable
 
@@ -13,9 +14,9 @@ from .console import console, err_console, guarded
 
 if TYPE_CHECKING:
     from ..report import Report
-    from ..report.tables import Table
+    from ..report.headline import Headline
 
-CELL_WIDTH = 19  # "97.5 [96.1–98.0]*" plus padding
+HEADLINE_WIDTH = 100  # the headline fits this many terminal columns
 
 
 SKIPPED_EXIT = 3  # the report was written, but some run folders were left out
@@ -29,14 +30,24 @@ def report(
         "report"),
     baseline: Annotated[str, typer.Option(
         help="Method every other method is compared with (e.g. ce).")] = "ce",
-    plots: Annotated[bool, typer.Option(help="Draw the box plots (PNG and SVG).")] = True,
+    plots: Annotated[bool, typer.Option(
+        help="Draw the curves and box plots (PNG and SVG).")] = True,
+    columns: Annotated[str | None, typer.Option(
+        help="Headline columns, comma-separated: clean, a family at its headline setting "
+             "(gaussian), at another strength (gaussian@0), or its curve's area "
+             "(auc:gaussian) \\[default: clean, every family, every curve's area].")] = None,
 ) -> None:
-    """Summarise every results.csv under --runs; write tables, plots and index.html to --out."""
+    """Summarise every results.csv under --runs; write the headline, curves, tables
+    (index.html, tables.md, tables.tex, CSVs) to --out. The network is the unit of every
+    statistic (docs/statistics.md)."""
     # The core (pandas, matplotlib) is imported by the command: `rbg --help` stays fast.
     from ..report import NoUsableResults, build_report
 
+    chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     try:
-        result = build_report(runs, out, baseline=baseline, plots=plots)
+        with err_console.status("report: starting") as status:
+            result = build_report(runs, out, baseline=baseline, plots=plots, columns=chosen,
+                                  on_step=lambda name: status.update(f"report: {name}"))
     except NoUsableResults as err:
         _warn(err.warnings)
         raise
@@ -56,26 +67,43 @@ def _warn(lines: list[str]) -> None:
                           soft_wrap=True)
 
 
-def _chunks(table: Table, width: int) -> list[list[int]]:
-    name = max((len(m) for m in table.methods), default=6) + 4
-    per = max(1, (width - name) // CELL_WIDTH)
-    idx = list(range(len(table.columns)))
-    return [idx[i:i + per] for i in range(0, len(idx), per)] or [[]]
+def _fits(columns: list, width: int, name: int) -> list[list[int]]:
+    """Column indices split into groups whose table fits ``width`` (the curve areas apart
+    from the settings first, then as many as fit)."""
+    groups: list[list[int]] = []
+    kinds = [[j for j, c in enumerate(columns) if not c.is_area],
+             [j for j, c in enumerate(columns) if c.is_area]]
+    for kind in kinds:
+        current: list[int] = []
+        used = name + 8  # method and n columns, borders
+        for j in kind:
+            w = max(5, *(len(line) for line in columns[j].short)) + 2
+            if current and used + w > width:
+                groups.append(current)
+                current, used = [], name + 8
+            current.append(j)
+            used += w
+        if current:
+            groups.append(current)
+    total = name + 8 + sum(max(5, *(len(x) for x in c.short)) + 2 for c in columns)
+    return [list(range(len(columns)))] if total <= width else groups
 
 
-def _render_table(table: Table) -> None:
-    chunks = _chunks(table, console.width)
-    for k, cols in enumerate(chunks):
-        part = f" ({k + 1}/{len(chunks)})" if len(chunks) > 1 else ""
-        rich = RichTable(title=escape(f"{table.title}{part}"), title_style="bold")
-        rich.add_column("method", style="cyan", no_wrap=True)
+def _render_headline(head: Headline, width: int) -> None:
+    name = min(24, max(6, *(len(m) for m in head.methods)))
+    for cols in _fits(head.columns, width, name):
+        areas = all(head.columns[j].is_area for j in cols)
+        title = f"{head.title}: " + ("area under each curve" if areas else "headline")
+        rich = RichTable(title=escape(title), title_style="bold", box=box.SIMPLE_HEAD,
+                         pad_edge=False)
+        rich.add_column("method", style="cyan", min_width=6, max_width=name, overflow="fold")
+        rich.add_column("n", justify="right")
         for j in cols:
-            col = table.columns[j]
-            rich.add_column(escape(f"{col.label}\n{col.unit}"), justify="right")
-        for method in table.methods:
-            row = [escape(method)]
+            rich.add_column(escape("\n".join(head.columns[j].short)), justify="right")
+        for method in head.methods:
+            row = [escape(method), str(head.n.get(method, ""))]
             for j in cols:
-                cell = table.cell(method, j)
+                cell = head.cell(method, j)
                 if cell is None:
                     row.append("–")
                 else:
@@ -83,6 +111,10 @@ def _render_table(table: Table) -> None:
                     row.append(f"[bold green]{text}[/]" if cell.best else text)
             rich.add_row(*row)
         console.print(rich)
+    for line in head.missing[:5]:
+        console.print(f"[dim]not measured:[/] {escape(line)}", highlight=False)
+    if len(head.missing) > 5:
+        console.print(f"[dim]... and {len(head.missing) - 5} more (see index.html)[/]")
 
 
 def _render(result: Report) -> None:
@@ -91,12 +123,14 @@ def _render(result: Report) -> None:
             f"{info.run} ({info.method}): {info.message or 'no message'}"), highlight=False)
     for note in result.notes:
         console.print(f"[dim]note:[/] {escape(note)}", highlight=False)
-    for table in result.tables:
-        _render_table(table)
-    console.print(
-        "Cells: median \\[q25–q75], seeds and repeats pooled; accuracy in %, DeepFool in L2. "
-        f"[bold green]green[/]: best per column; *: differs from {escape(result.baseline)} "
-        f"(Mann–Whitney U, Holm p < {result.alpha:g}).", highlight=False, markup=True)
+    width = min(console.width, HEADLINE_WIDTH)
+    for head in result.headlines:
+        _render_headline(head, width)
+    from ..report.export import footer
+
+    console.print(escape(footer(result)) + " [bold green]Green[/]: best per column. "
+                  "Every setting, Δ with intervals and effect sizes: index.html, tables.md.",
+                  highlight=False, markup=True, width=width)
     comps = result.comparisons
     used = sum(r.used for r in result.runs)
     console.print(f"{used} of {len(result.runs)} runs reported, {len(result.failed_runs)} "

@@ -68,6 +68,28 @@ class Metric:
             raise ValueError(f"metric {self.name}: better must be higher, lower or none")
 
 
+@dataclass(frozen=True)
+class Strength:
+    """A swept setting as a reader sees it: ``label`` and ``unit`` for axes and captions
+    (``SNR``, ``dB``), and which direction is the stronger perturbation (``stronger``:
+    ``lower`` or ``higher``; curves put the strongest on the right)."""
+
+    label: str
+    unit: str = ""
+    stronger: str = "higher"
+
+    def text(self, value: float) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.label} {value:g}{unit}".strip()
+
+    @property
+    def axis_label(self) -> str:
+        """``SNR (dB)``, ``bits``."""
+        if self.label and self.unit:
+            return f"{self.label} ({self.unit})"
+        return self.label or self.unit
+
+
 ACCURACY = Metric("accuracy", "higher", "fraction of the test images classified correctly",
                   percent=True)
 
@@ -199,6 +221,21 @@ class Perturbation:
     version: ClassVar[int] = 1
     repeats_setting: ClassVar[str | None] = None  # the settings field counting repeats
     space: ClassVar[str] = "pixel"  # "pixel": [0, 1], clipped; "normalized": unclipped
+    title: ClassVar[str] = ""  # the family as a reader names it ("Gaussian noise")
+    short_title: ClassVar[str] = ""  # words of a narrow table header ("gauss iid")
+    strengths: ClassVar[dict[str, Strength]] = {}  # param: how its values read
+    # The strength a report's headline shows, per dataset family (grey/colour): a value of
+    # the default grid where the baseline is clearly hurt but not destroyed.
+    headline_setting: ClassVar[dict[str, float]] = {}
+
+    @classmethod
+    def describe_cell(cls, param: str, value: float) -> str:
+        """``Gaussian noise, SNR 5 dB``; the title alone for a family without a sweep."""
+        title = cls.title or cls.name
+        if param in ("none", "") or value != value:  # noqa: PLR0124 - NaN check
+            return title
+        strength = cls.strengths.get(param, Strength(param))
+        return f"{title}, {strength.text(value)}"
 
     def __init__(self, settings: Any = None) -> None:
         self.settings = settings if settings is not None else self.Settings()

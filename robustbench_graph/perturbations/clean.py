@@ -8,3 +8,4 @@ from .base import Perturbation, register_perturbation
 @register_perturbation("clean", "test accuracy without perturbation")
 class Clean(Perturbation):
     order = 0
+    title = "Clean"

@@ -1,8 +1,14 @@
-"""Descriptive statistics of the pooled results, and the order of methods and settings.
+"""Descriptive statistics per network, and the order of methods and settings.
 
-Repeats (noise draws) and seeds (networks) of one method are pooled, as in the papers
-(10 networks x 40 draws): every value of a (dataset, model, method, perturbation, param,
-param_value, metric) group counts as one observation.
+The network is the unit (docs/statistics.md): the repeats (noise draws) of one run are
+averaged first (:func:`.stats.per_run`), and a method's summary describes its runs' values:
+``n`` is the number of networks. The pooled values (every draw of every network, as in the
+papers' box plots of 10 networks x 40 draws) are described too, in the ``draws_*`` columns,
+for the boxes only: they are never used by a test.
+
+Curves: for each swept setting with two or more strengths, :func:`curve_areas` adds a
+per-run ``<metric>_auc`` row, the area under the run's metric-over-strength curve divided by
+the strength range (the curve's mean height, in the metric's unit).
 """
 
 from __future__ import annotations
@@ -14,12 +20,49 @@ import numpy as np
 import pandas as pd
 
 from ..perturbations import suite_order
+from .stats import per_run
 
 GROUP: tuple[str, ...] = ("dataset", "model", "method", "perturbation", "param",
                           "param_value", "variant", "metric")
 STATS: tuple[str, ...] = ("n", "mean", "std", "median", "q25", "q75", "min", "max")
-SUMMARY_COLUMNS: tuple[str, ...] = (*GROUP, "runs", *STATS)
+POOLED: tuple[str, ...] = ("draws", "draws_median", "draws_q25", "draws_q75")
+SUMMARY_COLUMNS: tuple[str, ...] = (*GROUP, *STATS, *POOLED)
+AUC_SUFFIX = "_auc"
 
+
+def base_metric(metric: str) -> str:
+    """The metric a curve area is of (``accuracy_auc`` -> ``accuracy``)."""
+    return metric[:-len(AUC_SUFFIX)] if metric.endswith(AUC_SUFFIX) else metric
+
+
+def networks(results: pd.DataFrame) -> pd.DataFrame:
+    """Per-run values (repeats averaged) of every group, plus the curve areas."""
+    runs = per_run(results, GROUP)
+    return pd.concat([runs, curve_areas(runs)], ignore_index=True)
+
+
+def curve_areas(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per run, the normalised area under each curve (settings swept over 2+ strengths)."""
+    from .tables import headline_metric
+
+    rows = []
+    keys = ["dataset", "model", "method", "perturbation", "param", "variant", "metric",
+            "run_path"]
+    for key, group in runs.groupby(keys, dropna=False, sort=False):
+        perturbation, metric = key[3], key[6]
+        if metric != headline_metric(str(perturbation)) or str(key[4]) == "none":
+            continue
+        g = group.dropna(subset=["param_value"]).sort_values("param_value")
+        x = g["param_value"].to_numpy(dtype="float64")
+        y = g["value"].to_numpy(dtype="float64")
+        if x.size < 2 or x[-1] == x[0]:
+            continue
+        area = float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0 / (x[-1] - x[0]))
+        row = dict(zip(keys, key, strict=True))
+        row.update(metric=f"{metric}{AUC_SUFFIX}", param_value=math.nan, value=area,
+                   draws=int(g["draws"].sum()))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(runs.columns))
 
 
 def describe(values: Iterable[float]) -> dict[str, float]:
@@ -94,16 +137,33 @@ def sort_rows(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return df.loc[order].reset_index(drop=True)
 
 
-def summarize(results: pd.DataFrame, baseline: str = "ce") -> pd.DataFrame:
-    """One row per (dataset, model, method, perturbation, param, param_value, metric).
+def summarize(results: pd.DataFrame, baseline: str = "ce",
+              runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (dataset, model, method, perturbation, param, param_value, variant, metric).
 
-    Columns: the group keys, ``runs`` (distinct runs pooled) and :data:`STATS`.
+    :data:`STATS` describe the per-network values (``runs``, from :func:`networks` unless
+    given; ``n`` networks); :data:`POOLED` describe every draw of every network together
+    (descriptive only, NaN for curve areas).
     """
+    runs = networks(results) if runs is None else runs
+    pooled = {key: describe(g["value"]) for key, g in
+              results.groupby(list(GROUP), dropna=False, sort=False)}
     rows = []
-    for key, group in results.groupby(list(GROUP), dropna=False, sort=False):
-        rows.append({**dict(zip(GROUP, key, strict=True)), "runs": group["run"].nunique(),
-                     **describe(group["value"])})
+    for key, group in runs.groupby(list(GROUP), dropna=False, sort=False):
+        draws = pooled.get(key)
+        if draws is None:  # tuple keys with NaN do not match: look up by value
+            draws = next((v for k, v in pooled.items() if _same_key(k, key)), None)
+        rows.append({**dict(zip(GROUP, key, strict=True)), **describe(group["value"]),
+                     "draws": int(draws["n"]) if draws else int(group["draws"].sum()),
+                     "draws_median": draws["median"] if draws else math.nan,
+                     "draws_q25": draws["q25"] if draws else math.nan,
+                     "draws_q75": draws["q75"] if draws else math.nan})
     summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     summary["n"] = summary["n"].astype("int64")
-    summary["runs"] = summary["runs"].astype("int64")
+    summary["draws"] = summary["draws"].astype("int64")
     return sort_rows(summary, baseline)
+
+
+def _same_key(a: tuple, b: tuple) -> bool:
+    return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x)
+                          and math.isnan(y)) for x, y in zip(a, b, strict=True))

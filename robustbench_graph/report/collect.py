@@ -29,6 +29,7 @@ from ..attack_record import (
 from ..errors import RbgError
 from ..records import COLUMNS, UNRECORDED, read_results, repair
 from ..rundir import RESULTS, find_runs, read_config, read_status
+from .methods import MethodConfig, method_config, name_methods
 
 
 class NoUsableResults(RbgError):
@@ -61,12 +62,14 @@ class RunInfo:
 
 @dataclass
 class Collected:
-    """All usable results (``COLUMNS`` plus ``method``), the runs seen and the warnings."""
+    """All usable results (``COLUMNS`` plus ``method``, ``run_path``: the run folder, unique
+    where run names are not, and ``variant``), the runs seen, their methods and warnings."""
 
     results: pd.DataFrame
     runs: list[RunInfo] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # fingerprint: settings
+    methods: dict[str, MethodConfig] = field(default_factory=dict)  # name: configuration
 
 
 def _read_one(run_dir: Path, warnings: list[str], settings: dict[str, dict[str, Any]]
@@ -111,6 +114,7 @@ def _read_one(run_dir: Path, warnings: list[str], settings: dict[str, dict[str, 
         warnings.append(f"{run_dir} has status {state!r}; its results are reported anyway")
     df = df.copy()
     df["method"] = info.method
+    df["run_path"] = str(run_dir)
     return replace(info, rows=len(df)), df
 
 
@@ -136,15 +140,37 @@ def collect(runs_root: Path) -> Collected:
         runs.append(info)
         if df is not None and not df.empty:
             frames.append(df)
+    runs, methods = _name_methods(runs, warnings)
     if not frames:
         raise NoUsableResults(f"no usable results under {runs_root}", warnings)
-    results = pd.concat(frames, ignore_index=True)[[*COLUMNS, "method"]]
+    results = pd.concat(frames, ignore_index=True)[[*COLUMNS, "method", "run_path"]]
+    by_run = {str(r.path): r.method for r in runs}
+    results["method"] = [by_run.get(p, m) for p, m in
+                         zip(results["run_path"], results["method"], strict=True)]
     results["variant"] = variant_labels(results, settings)
     mixed = results.loc[results["variant"] != "", ["perturbation", "param", "param_value"]]
     if not mixed.empty:
         warnings.append(f"{len(mixed.drop_duplicates())} setting(s) hold results computed "
                         "under different settings; they are shown apart (see 'Settings')")
-    return Collected(results, runs, warnings, settings)
+    return Collected(results, runs, warnings, settings, methods)
+
+
+def _name_methods(runs: list[RunInfo], warnings: list[str]
+                  ) -> tuple[list[RunInfo], dict[str, MethodConfig]]:
+    """Each run's method: the name of its whole training configuration (:mod:`.methods`)."""
+    configs: dict[str, MethodConfig] = {}
+    for info in runs:
+        if info.record is None:
+            continue
+        try:
+            configs[str(info.path)] = method_config(dict(info.record["train"]))
+        except (RbgError, KeyError, TypeError, ValueError) as err:
+            warnings.append(f"{info.path}: its training configuration cannot be read ({err}); "
+                            "it is reported under its recorded method name")
+    names = name_methods(configs.values())
+    named = [replace(info, method=names[configs[str(info.path)].key])
+             if str(info.path) in configs else info for info in runs]
+    return named, {names[c.key]: c for c in configs.values()}
 
 
 SETTING_KEYS = ("dataset", "model", "perturbation", "param", "param_value")

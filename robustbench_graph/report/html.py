@@ -1,4 +1,7 @@
-"""The self-contained ``index.html``: tables, plots (embedded PNG), comparisons, provenance.
+"""The self-contained ``index.html``, read top-down: the question (methods, baseline, data,
+networks), the headline with effect sizes and intervals, the curves, the boxes, then the
+details and provenance (the full table, every comparison, each method's configuration,
+every cell's settings, every run).
 
 No external CSS or JavaScript; every piece of text goes through :func:`html.escape`.
 """
@@ -13,13 +16,16 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from .export import footer
+from .headline import Headline
 from .tables import Table, format_number, setting_label
 
 if TYPE_CHECKING:
     from .build import Report
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 100em; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; color: #222; max-width: 84em;
+       padding: 0 1em; }
 h1, h2, h3 { font-weight: 600; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; }
@@ -31,7 +37,13 @@ figure { margin: 1em 0; }
 figure img { max-width: 100%; border: 1px solid #eee; }
 details pre { background: #f7f7f7; padding: 0.5em; overflow-x: auto; font-size: 0.8em; }
 .note { color: #555; font-size: 0.9em; }
-.scroll { overflow-x: auto; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.scroll td.name, .scroll th.name { position: sticky; left: 0; background: #fff; }
+.scroll th.name { background: #f3f3f3; }
+table.headline td small { display: block; color: #555; font-size: 0.8em; }
+table.headline th { max-width: 9em; font-weight: 600; }
+.question { font-size: 1.05em; background: #f6f8fa; padding: 0.6em 1em; border-radius: 4px; }
+figure.curve { display: inline-block; width: 48%; min-width: 28em; vertical-align: top; }
 """
 
 
@@ -78,6 +90,87 @@ def headline_table(table: Table) -> str:
             f"<tbody>\n{''.join(body)}</tbody>\n</table></div>\n")
 
 
+def headline_html(head: Headline) -> str:
+    """The headline of one dataset/model: median over networks, Δ from the baseline with its
+    interval beneath, tooltips with n, Cliff's delta and the Holm p."""
+    header = ('<th class="name">method</th><th>n</th>' + "".join(
+        f"<th>{esc(c.label)}<br><small>{esc(c.unit)}</small></th>" for c in head.columns))
+    body = []
+    for method in head.methods:
+        cells = [f'<td class="name">{esc(method)}</td><td>{esc(head.n.get(method, ""))}</td>']
+        for j in range(len(head.columns)):
+            cell = head.cell(method, j)
+            if cell is None:
+                cells.append("<td>–</td>")
+                continue
+            tip = f"n={cell.n} networks"
+            if not math.isnan(cell.p_holm):
+                tip += f", Cliff's delta={cell.cliffs_delta:+.2f}, Holm p={cell.p_holm:.3g}"
+            cls = ' class="best"' if cell.best else ""
+            effect = f"<small>Δ {esc(cell.effect)}</small>" if cell.effect else ""
+            cells.append(f'<td{cls} title="{esc(tip)}">{esc(cell.text)}{effect}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>\n")
+    missing = (f'<p class="note">Not measured: {esc("; ".join(head.missing))}.</p>\n'
+               if head.missing else "")
+    return (f'<div class="scroll"><table class="headline">\n<thead><tr>{header}</tr></thead>\n'
+            f"<tbody>\n{''.join(body)}</tbody>\n</table></div>\n{missing}")
+
+
+def _question(report: Report) -> str:
+    data = sorted({f"{h.dataset} / {h.model}" for h in report.headlines})
+    nets = "; ".join(f"{m}: {max((h.n.get(m, 0) for h in report.headlines), default=0)}"
+                     for m in report.methods)
+    others = [m for m in report.methods if m != report.baseline]
+    return (f'<p class="question">Is each of <b>{esc(", ".join(others) or "–")}</b> more '
+            f"robust than the baseline <b>{esc(report.baseline)}</b>, by how much, and how "
+            f"sure are we? Data / model: {esc(', '.join(data))}. Networks (seeds) per method: "
+            f"{esc(nets)}.</p>\n")
+
+
+def _methods(report: Report) -> str:
+    rows = []
+    for name in report.methods:
+        cfg = report.method_configs.get(name)
+        if cfg is None:
+            rows.append([esc(name), "–", "–"])
+            continue
+        options = ", ".join(f"{k}={v}" for k, v in cfg.loss_options) or "–"
+        train = ", ".join(f"{k}={v}" for k, v in cfg.train)
+        rows.append([esc(name), esc(options), esc(f"parseval={cfg.parseval}, {train}")])
+    return ('<p class="note">A method is a whole training configuration (resolved, defaults '
+            "filled in): runs that differ in anything but the seed are different methods, "
+            "named by what differs from rbg's defaults.</p>\n"
+            + _rows(["method", "loss options", "training"], rows))
+
+
+def _figures(plots: list, kind: str, cls: str = "") -> str:
+    out = []
+    for plot in plots:
+        if plot.kind != kind:
+            continue
+        data = base64.b64encode(plot.png_bytes).decode("ascii")
+        caption = plot.caption or f"{plot.dataset} / {plot.model}: {plot.perturbation}"
+        svg = f"plots/{plot.svg.name}"
+        attr = f' class="{cls}"' if cls else ""
+        out.append(f'<figure{attr}><img src="data:image/png;base64,{data}" '
+                   f'alt="{esc(caption)}"><figcaption>{esc(caption)} '
+                   f'(<a href="{esc(svg)}">SVG</a>)</figcaption></figure>\n')
+    return "".join(out) or '<p class="note">None.</p>\n'
+
+
+def _smoothness(report: Report) -> str:
+    for folder in (report.runs_root, report.runs_root / "smoothness", report.out_dir,
+                   report.out_dir / "smoothness"):
+        path = folder / "smoothness.png"
+        if path.is_file():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            return ('<section id="smoothness">\n<h2>Smoothness of the representations</h2>\n'
+                    f'<figure><img src="data:image/png;base64,{data}" alt="smoothness">'
+                    f"<figcaption>{esc(path)} (rbg smoothness)</figcaption></figure>\n"
+                    "</section>\n")
+    return ""
+
+
 def _list(items: list[str], cls: str = "") -> str:
     attr = f' class="{cls}"' if cls else ""
     return f"<ul{attr}>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>\n"
@@ -87,16 +180,25 @@ def _comparisons(report: Report) -> str:
     df = report.comparisons
     if df.empty:
         return '<p class="note">No comparisons (see the notes above).</p>\n'
+    intro = ('<p class="note">n: networks (runs) of the method and of the baseline; every '
+             "test is on per-run values. p: two-sided Mann–Whitney, exact (every split of "
+             "the runs enumerated) unless marked; Holm over every row. CI: 95% cluster "
+             "bootstrap of the difference of medians (runs resampled). HL: Hodges–Lehmann "
+             "shift.</p>\n")
     header = ["dataset", "model", "setting", "metric", "method", "n", "median",
-              f"median {esc(report.baseline)}", "Δ median", "U", "p", "Holm p", "sig."]
+              f"median {esc(report.baseline)}", "Δ median", "95% CI", "Cliff's δ", "HL",
+              "U", "p", "Holm p", "sig."]
     rows = ([esc(r.dataset), esc(r.model),
              esc(setting_label(r.perturbation, r.param, r.param_value, r.variant)),
              esc(r.metric),
-             esc(r.method), esc(r.n), _num(r.median), _num(r.median_baseline),
-             _num(r.diff_median), _num(r.u_statistic), _num(r.p_value, 3),
+             esc(r.method), esc(f"{r.n} vs {r.n_baseline}"), _num(r.median),
+             _num(r.median_baseline), _num(r.diff_median),
+             f"[{_num(r.ci_low)}, {_num(r.ci_high)}]", _num(r.cliffs_delta, 2),
+             _num(r.hodges_lehmann), _num(r.u_statistic),
+             _num(r.p_value, 3) + ("" if r.exact else " (approx.)"),
              _num(r.p_holm, 3), "*" if r.significant else ""]
             for r in df.itertuples(index=False))
-    return _rows(header, rows, name_cols=5)
+    return intro + '<div class="scroll">' + _rows(header, rows, name_cols=5) + "</div>"
 
 
 def _provenance(report: Report) -> str:
@@ -148,10 +250,10 @@ def render_html(report: Report) -> str:
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
         f"<title>rbg report: {esc(report.runs_root)}</title>\n<style>{CSS}</style>\n",
-        "</head>\n<body>\n<h1>rbg report</h1>\n",
+        "</head>\n<body>\n<h1>rbg report</h1>\n", _question(report),
         f'<p class="note">Runs: {esc(report.runs_root)} — {len(report.runs)} run folder(s), '
-        f"{len(report.results)} result rows; baseline method: {esc(report.baseline)}; "
-        f"generated by robustbench_graph {esc(report.version)} at {esc(report.created)}.</p>\n",
+        f"{len(report.results)} result rows; generated by robustbench_graph "
+        f"{esc(report.version)} at {esc(report.created)}.</p>\n",
     ]
     if report.warnings:
         parts += ['<section id="warnings">\n<h2>Warnings</h2>\n',
@@ -165,23 +267,28 @@ def render_html(report: Report) -> str:
                         ([esc(r.run), esc(r.method), esc(r.seed), esc(r.message or "–")]
                          for r in failed)),
                   "</section>\n"]
-    parts.append('<section id="tables">\n<h2>Headline results</h2>\n'
-                 f'<p class="note">Cells: median [q25–q75] over seeds and repeats pooled; '
-                 f"accuracies in percent, DeepFool in L2. Bold: best per column. "
-                 f"*: differs from {esc(report.baseline)} (Mann–Whitney U, Holm p &lt; "
-                 f"{format_number(report.alpha)}).</p>\n")
+    parts.append('<section id="headline">\n<h2>Headline</h2>\n'
+                 f'<p class="note">{esc(footer(report))} Bold: best per column. Hover a cell '
+                 "for Cliff's delta and the Holm p.</p>\n")
+    for head in report.headlines:
+        parts += [f"<h3>{esc(head.title)}</h3>\n", headline_html(head)]
+    parts += ['</section>\n<section id="curves">\n<h2>Curves over strength</h2>\n'
+              '<p class="note">Lines: median over networks; bands: interquartile range over '
+              "networks; dots: one network each; the baseline is black and dashed.</p>\n",
+              _figures(report.plots, "curve", "curve"),
+              '</section>\n<section id="boxes">\n<h2>Headline settings, every draw</h2>\n',
+              _figures(report.plots, "box"), "</section>\n", _smoothness(report),
+              '<section id="tables">\n<h2>Every setting</h2>\n'
+              '<p class="note">Cells: median [q25–q75] over networks (each network\'s draws '
+              f"averaged first); accuracies in percent, DeepFool in L2. Bold: best per column. "
+              f"*: differs from {esc(report.baseline)} (Mann–Whitney on per-run values, Holm "
+              f"p &lt; {format_number(report.alpha)}). The pooled draws are in summary.csv "
+              "(draws_* columns), for description only.</p>\n"]
     for table in report.tables:
         parts += [f"<h3>{esc(table.title)}</h3>\n", headline_table(table)]
-    parts.append("</section>\n<section id=\"plots\">\n<h2>Plots</h2>\n")
-    for plot in report.plots:
-        data = base64.b64encode(plot.png_bytes).decode("ascii")
-        caption = f"{plot.dataset} / {plot.model}: {plot.perturbation}"
-        svg = f"plots/{plot.svg.name}"
-        parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
-                     f'<figcaption>{esc(caption)} (<a href="{esc(svg)}">SVG</a>)</figcaption>'
-                     "</figure>\n")
     parts += ["</section>\n<section id=\"comparisons\">\n",
               f"<h2>Comparisons with {esc(report.baseline)}</h2>\n", _comparisons(report),
+              "</section>\n<section id=\"methods\">\n<h2>Methods</h2>\n", _methods(report),
               "</section>\n<section id=\"settings\">\n<h2>Settings</h2>\n",
               _attack_settings(report),
               "</section>\n<section id=\"provenance\">\n<h2>Runs</h2>\n", _provenance(report),

@@ -111,6 +111,12 @@ class DeepFool(Perturbation):
     Settings = DeepFoolSettings
     sweep = "norms"
     order = 90
+    title = "DeepFool"
+    short_title = "deep fool"
+
+    @classmethod
+    def describe_cell(cls, param: str, value: float) -> str:
+        return f"DeepFool, {dict(l2='L2', linf='L-inf').get(NORM_NAMES.get(value, ''), param)}"
     headline = "mean_l2"
     metrics = (
         Metric("mean_l2", "higher", "mean L2 norm of the successful minimal perturbations"),
