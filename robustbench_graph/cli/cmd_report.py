@@ -91,7 +91,7 @@ def _fits(columns: list, width: int, name: int) -> list[list[int]]:
 
 def _render_headline(head: Headline, width: int) -> None:
     name = min(24, max(6, *(len(m) for m in head.methods)))
-    for cols in _fits(head.columns, width, name):
+    for cols in _fits(head.columns, width - 2, name):
         areas = all(head.columns[j].is_area for j in cols)
         title = f"{head.title}: " + ("area under each curve" if areas else "headline")
         rich = RichTable(title=escape(title), title_style="bold", box=box.SIMPLE_HEAD,

@@ -41,7 +41,8 @@ details pre { background: #f7f7f7; padding: 0.5em; overflow-x: auto; font-size: 
 .scroll td.name, .scroll th.name { position: sticky; left: 0; background: #fff; }
 .scroll th.name { background: #f3f3f3; }
 table.headline td small { display: block; color: #555; font-size: 0.8em; }
-table.headline th { max-width: 9em; font-weight: 600; }
+table.headline th { max-width: 8em; font-weight: 600; }
+table.headline caption { text-align: left; font-size: 0.9em; color: #555; padding: 0.2em 0; }
 .question { font-size: 1.05em; background: #f6f8fa; padding: 0.6em 1em; border-radius: 4px; }
 figure.curve { display: inline-block; width: 48%; min-width: 28em; vertical-align: top; }
 """
@@ -91,29 +92,52 @@ def headline_table(table: Table) -> str:
 
 
 def headline_html(head: Headline) -> str:
-    """The headline of one dataset/model: median over networks, Δ from the baseline with its
-    interval beneath, tooltips with n, Cliff's delta and the Holm p."""
-    header = ('<th class="name">method</th><th>n</th>' + "".join(
-        f"<th>{esc(c.label)}<br><small>{esc(c.unit)}</small></th>" for c in head.columns))
-    body = []
-    for method in head.methods:
-        cells = [f'<td class="name">{esc(method)}</td><td>{esc(head.n.get(method, ""))}</td>']
-        for j in range(len(head.columns)):
-            cell = head.cell(method, j)
-            if cell is None:
-                cells.append("<td>–</td>")
-                continue
-            tip = f"n={cell.n} networks"
-            if not math.isnan(cell.p_holm):
-                tip += f", Cliff's delta={cell.cliffs_delta:+.2f}, Holm p={cell.p_holm:.3g}"
-            cls = ' class="best"' if cell.best else ""
-            effect = f"<small>Δ {esc(cell.effect)}</small>" if cell.effect else ""
-            cells.append(f'<td{cls} title="{esc(tip)}">{esc(cell.text)}{effect}</td>')
-        body.append("<tr>" + "".join(cells) + "</tr>\n")
+    """The headline of one dataset/model, as two tables that fit the page (the headline
+    settings, then the curves' areas): median over networks, Δ from the baseline with its
+    interval beneath, tooltips with the full label, n, Cliff's delta and the Holm p."""
+    groups = [[j for j, c in enumerate(head.columns) if not c.is_area],
+              [j for j, c in enumerate(head.columns) if c.is_area]]
+    out = []
+    for k, cols in enumerate(groups):
+        if not cols:
+            continue
+        caption = "at the headline settings" if k == 0 else "area under each curve"
+        header = ('<th class="name">method</th><th>n</th>' + "".join(
+            f'<th title="{esc(head.columns[j].label)} ({esc(head.columns[j].unit)})">'
+            f"{esc(_family_words(head.columns[j]))}<br><small>"
+            f"{esc(head.columns[j].short[-1])}</small></th>" for j in cols))
+        body = []
+        for method in head.methods:
+            cells = [f'<td class="name">{esc(method)}</td><td>{esc(head.n.get(method, ""))}'
+                     "</td>"]
+            for j in cols:
+                cell = head.cell(method, j)
+                if cell is None:
+                    cells.append("<td>–</td>")
+                    continue
+                tip = f"{head.columns[j].label}: n={cell.n} networks"
+                if not math.isnan(cell.p_holm):
+                    tip += f", Cliff's delta={cell.cliffs_delta:+.2f}, Holm p={cell.p_holm:.3g}"
+                cls = ' class="best"' if cell.best else ""
+                diff, _, interval = cell.effect.partition(" ")
+                effect = (f"<small>Δ {esc(diff)}</small><small>{esc(interval)}</small>"
+                          if cell.effect else "")
+                cells.append(f'<td{cls} title="{esc(tip)}">{esc(cell.text)}{effect}</td>')
+            body.append("<tr>" + "".join(cells) + "</tr>\n")
+        out.append(f'<div class="scroll"><table class="headline">\n<caption>{caption}'
+                   f"</caption>\n<thead><tr>{header}</tr></thead>\n<tbody>\n{''.join(body)}"
+                   "</tbody>\n</table></div>\n")
     missing = (f'<p class="note">Not measured: {esc("; ".join(head.missing))}.</p>\n'
                if head.missing else "")
-    return (f'<div class="scroll"><table class="headline">\n<thead><tr>{header}</tr></thead>\n'
-            f"<tbody>\n{''.join(body)}</tbody>\n</table></div>\n{missing}")
+    return "".join(out) + missing
+
+
+def _family_words(col) -> str:  # noqa: ANN001
+    from ..perturbations import PERTURBATIONS, family_class
+
+    if col.perturbation in PERTURBATIONS:
+        return family_class(col.perturbation).title or col.perturbation
+    return col.perturbation
 
 
 def _question(report: Report) -> str:
