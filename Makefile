@@ -30,7 +30,7 @@ demo: $(STAMP)
 	@echo "runs:   $(abspath $(RUNS))"
 	@echo "report: $(abspath $(RUNS))/report/index.html"
 
-# The LapNet protocol (METHODS.md section 3.4): 4 configurations x 10 seeds, 100 epochs of
+# The LapNet protocol (docs/losses.md#laplacian): 4 configurations x 10 seeds, 100 epochs of
 # PreActResNet18 on CIFAR-10, the paper's attack settings. Needs a GPU and the CIFAR-10 files
 # (add DOWNLOAD=--download when online).
 PAPER_RUNS ?= runs/lapnet-cifar10

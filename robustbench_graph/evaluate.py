@@ -37,6 +37,7 @@ from .data import ImageData, load_dataset
 from .device import eval_batch_size
 from .errors import RbgError
 from .io import clean_stale_temp_files
+from .per_image import per_image_path, write_per_image
 from .perturbations import Cell, EvalContext, Perturbation, build_suite, dataset_family
 from .records import COLUMNS, cell_fingerprints, read_results, repair, replace_cell, write_results
 from .rundir import RESULTS, find_runs
@@ -51,8 +52,11 @@ class CellEvent:
     cell: Cell
     index: int
     total: int
-    status: str  # start | done | skipped
+    status: str  # start | progress | done | skipped
     seconds: float = 0.0
+    done: int = 0  # units (batches) of the cell finished, of ``units``
+    units: int = 0
+    headline: float | None = None  # the family's headline metric (mean over repeats), if done
 
 
 @dataclass
@@ -196,6 +200,9 @@ def attack_run(
             continue
         if on_event:
             on_event(CellEvent(run.name, cell, i, len(cells), "start"))
+        if on_event:
+            ctx.progress = (lambda done, units, i=i, cell=cell: on_event(
+                CellEvent(run.name, cell, i, len(cells), "progress", done=done, units=units)))
         t0 = time.perf_counter()
         measurements = families[cell.perturbation].measure(cell, ctx)
         seconds = time.perf_counter() - t0
@@ -204,13 +211,19 @@ def attack_run(
             current = read_results(results_path)
             if overwrite or cell.key not in cell_fingerprints(current):
                 # (else another process wrote the cell meanwhile)
+                kept = ctx.kept.pop(cell.key, None)
+                if kept is not None:  # before the rows: a result never lacks its side file
+                    write_per_image(per_image_path(run_dir, *cell.key, cell.fingerprint), kept)
                 note_cell(Path(run_dir), cell, {**provenance, "rows": len(rows),
                                                 "seconds": round(seconds, 3)})
                 replace_cell(results_path, cell.key, rows, current)
         report.computed.append(cell)
         report.seconds[cell.perturbation] = report.seconds.get(cell.perturbation, 0.0) + seconds
         if on_event:
-            on_event(CellEvent(run.name, cell, i, len(cells), "done", seconds))
+            metric = families[cell.perturbation].headline
+            values = [m.value for m in measurements if m.metric == metric]
+            on_event(CellEvent(run.name, cell, i, len(cells), "done", seconds,
+                               headline=sum(values) / len(values) if values else None))
     report.table = read_results(results_path)
     return report
 

@@ -46,6 +46,17 @@ def test_attack_whole_suite_tidy_and_idempotent(runs):
         ["perturbation", "param_value"]).value.mean()
     assert (attacked <= clean + 1e-12).all(), attacked[attacked > clean]
     assert "cells computed" in result.output
+    # DeepFool keeps each image's minimal distance: 0 = misclassified when clean, inf = failed
+    fool = table[table.perturbation == "deepfool"].set_index("metric")
+    (kept,) = (next(runs.glob("*seed0")) / "per_image").glob("deepfool-norm=2-*.csv")
+    assert kept.name.endswith(f"-{fool.settings.iloc[0]}.csv")
+    distance = pd.read_csv(kept)["distance"]
+    assert len(distance) == 40
+    n_ok = fool.loc["success_rate", "n"]
+    assert (distance > 0).sum() == n_ok  # correctly classified when clean
+    finite = distance[(distance > 0) & (distance < float("inf"))]
+    assert len(finite) == round(fool.loc["success_rate", "value"] * n_ok)
+    assert finite.mean() == pytest.approx(fool.loc["mean_l2", "value"], rel=1e-6)
     before = (next(runs.glob("*seed0")) / "results.csv").read_bytes()
     again = cli("attack", "--runs", runs, *FAST)
     assert again.exit_code == 0 and "0 cells computed" in again.output
@@ -163,7 +174,7 @@ def test_other_settings_are_refused_recomputed_under_overwrite_and_reported_apar
     gauss = summary[(summary.perturbation == "gaussian") & (summary.metric == "accuracy")]
     assert set(gauss.variant) == {"draws=2, test_images.samples=50",
                                   "draws=3, test_images.samples=all"}
-    assert set(gauss.runs) == {1}  # never pooled across settings
+    assert set(gauss.n) == {1}  # never pooled across settings
     page = (out / "index.html").read_text()
     assert 'id="settings"' in page and fp in page and "draws=2" in page
 

@@ -6,7 +6,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich import box
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from ..config import AttackConfig, ImageSubset
@@ -44,7 +52,7 @@ def attack(
         help="Recompute the suite's cells, replacing earlier results of them (each only once "
              "its new values exist).")] = False,
 ) -> None:
-    """Evaluate trained runs under the robustness suite (METHODS.md section 1); cells already
+    """Evaluate trained runs under the robustness suite (docs/perturbations.md); cells already
     computed with the same settings are reused, with other settings refused (--overwrite)."""
     # The core (torch) is imported by the command, not at start-up: `rbg --help` stays fast.
     from ..device import resolve_device
@@ -61,18 +69,29 @@ def attack(
     reports: list[RunReport] = []
     errors: list[str] = []
     splits = TestSplits(data_dir)
+    plain = not console.is_terminal  # a log file: one line per cell, no bars
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, disable=plain,
     ) as progress:
         overall = progress.add_task("runs", total=len(targets), info="")
         for run_dir in targets:
             task = progress.add_task(run_dir.name, total=None, info="")
 
             def on_event(e: CellEvent, task=task) -> None:  # noqa: ANN001
+                if e.status == "progress":
+                    progress.update(task, total=e.total,
+                                    completed=e.index + e.done / max(e.units, 1),
+                                    info=f"{e.cell.label} ({e.done}/{e.units})")
+                    return
                 progress.update(task, total=e.total, completed=e.index + (e.status != "start"),
                                 info=f"{e.cell.label}" + (" (cached)" if e.status == "skipped"
                                                           else ""))
+                if plain and e.status == "done":
+                    value = "" if e.headline is None else f", {_headline_text(e)}"
+                    console.print(f"{e.run}: {e.cell.label} ({e.index + 1}/{e.total}) in "
+                                  f"{e.seconds:.1f} s{value}", highlight=False, markup=False)
 
             try:
                 done = attack_run(run_dir, names, cfg, device=dev, overwrite=overwrite,
@@ -90,32 +109,71 @@ def attack(
                 progress.update(task, info="[red]error")
                 err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
             progress.advance(overall)
-    for report in reports:
-        _render(report)
+    if reports:
+        _render(reports)
     if errors:
         raise RbgError(f"{len(errors)} of {len(targets)} runs could not be attacked; "
                        "results of the others are kept")
 
 
-def _render(report: RunReport) -> None:
-    from ..evaluate import summarize
-    from ..perturbations import metric_info
+def _headline_text(e: CellEvent) -> str:
+    from ..perturbations import family_class
 
-    table = Table(title=f"{report.name}  ({len(report.computed)} cells computed, "
-                        f"{len(report.skipped)} cached)", title_justify="left")
-    for col in ("perturbation", "setting", "metric", "mean", "std", "repeats"):
-        table.add_column(col, justify="left" if col in ("perturbation", "setting", "metric")
-                         else "right")
-    summary = summarize(report.table)
-    for row in summary.itertuples(index=False):
-        info = metric_info(row.perturbation, row.metric)
-        if info is not None and info.better == "none" and row.metric != "snr_db":
-            continue  # diagnostics of the perturbation; the realised SNR stays in view
-        pct = info is not None and info.percent
-        fmt = (lambda v: f"{v:.2%}") if pct else (lambda v: f"{v:.4g}")
-        setting = "" if row.param == "none" else f"{row.param}={row.param_value:g}"
-        std = fmt(row.std) if row.count > 1 else ""
-        table.add_row(row.perturbation, setting, row.metric, fmt(row.mean), std,
-                      str(int(row.count)))
+    cls = family_class(e.cell.perturbation)
+    info = cls.metric(cls.headline)
+    return f"{cls.headline} {e.headline:.2%}" if info.percent else \
+        f"{cls.headline} {e.headline:.4g}"
+
+
+def _summary_cells(table) -> dict[str, tuple[str, float, bool]]:  # noqa: ANN001
+    """Per family: (setting, mean over repeats, percent) of its headline metric at its
+    headline setting (the middle computed strength where that one was not computed)."""
+    from ..perturbations import PERTURBATIONS, family_class, suite_order
+    from ..report.headline import _dataset_family
+
+    out: dict[str, tuple[str, float, bool]] = {}
+    family = _dataset_family(str(table["dataset"].iloc[0])) if len(table) else None
+    for name in suite_order():
+        if name not in PERTURBATIONS:
+            continue
+        cls = family_class(name)
+        rows = table[(table["perturbation"] == name) & (table["metric"] == cls.headline)]
+        if rows.empty:
+            continue
+        values = sorted(set(rows["param_value"]))
+        want = cls.headline_setting.get(family or "", values[(len(values) - 1) // 2])
+        value = want if want in values else values[(len(values) - 1) // 2]
+        at = rows[rows["param_value"] == value]
+        param = str(at["param"].iloc[0])
+        label = "" if param == "none" else cls.describe_cell(param, value).split(", ", 1)[-1]
+        out[name] = (label, float(at["value"].mean()), cls.metric(cls.headline).percent)
+    return out
+
+
+def _render(reports: list[RunReport]) -> None:
+    """One table for the whole invocation: a row per run, a column per family at its
+    headline setting (every cell is in each run's results.csv and in rbg report)."""
+    cells = {r.name: _summary_cells(r.table) for r in reports if r.table is not None}
+    families = list(dict.fromkeys(f for c in cells.values() for f in c))
+    computed = sum(len(r.computed) for r in reports)
+    cached = sum(len(r.skipped) for r in reports)
+    table = Table(title=f"attack: {len(reports)} run(s), {computed} cells computed, "
+                        f"{cached} cached", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("run", overflow="fold")
+    for f in families:
+        setting = next((c[f][0] for c in cells.values() if f in c), "")
+        table.add_column(f"{f}\n{setting}".strip(), justify="right")
+    for r in reports:
+        row = [r.name]
+        for f in families:
+            if f not in cells.get(r.name, {}):
+                row.append("–")
+                continue
+            _label, value, percent = cells[r.name][f]
+            row.append(f"{100 * value:.1f}" if percent else f"{value:.3g}")
+        table.add_row(*row)
     console.print(table)
-    console.print(f"results: [bold]{report.run_dir / 'results.csv'}[/]")
+    console.print("accuracy in %, DeepFool in L2; every setting: results.csv in each run, "
+                  "and rbg report", highlight=False)
+    for r in reports:
+        console.print(f"results: [bold]{r.run_dir / 'results.csv'}[/]", highlight=False)

@@ -1,4 +1,5 @@
-"""``rbg list``: the registries with one-line descriptions; each perturbation's settings."""
+"""``rbg list``: the registries with one-line descriptions; each loss's options and each
+perturbation's settings, with defaults and meanings."""
 
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ def _registry(name: str):  # noqa: ANN202
     return registry
 
 
+def _options_table(name: str, options: type) -> Table:
+    table = Table(title=f"{name} options (rbg train --loss {name} -o KEY=VALUE)",
+                  title_justify="left", box=None, pad_edge=False)
+    for col in ("option", "default", "meaning"):
+        table.add_column(col, style="bold" if col == "option" else None)
+    for field, _type, default, meaning in describe_fields(options):
+        table.add_row(field, default, meaning)
+    table.caption = f"see docs/losses.md#{name}"
+    table.caption_justify = "left"
+    return table
+
+
 def _settings_table(cls) -> Table:  # noqa: ANN001
     table = Table(title=f"{cls.name} settings (-p {cls.name}.KEY=VALUE)", title_justify="left",
                   box=None, pad_edge=False)
@@ -40,7 +53,8 @@ def _settings_table(cls) -> Table:  # noqa: ANN001
     metrics = ", ".join(
         f"{m.name} ({'diagnostic' if m.better == 'none' else m.better + ' is more robust'})"
         for m in cls.metrics)
-    table.caption = f"metrics: {metrics}; headline: {cls.headline}"
+    table.caption = (f"metrics: {metrics}; headline: {cls.headline}; see "
+                     f"docs/perturbations.md#{cls.name}")
     table.caption_justify = "left"
     return table
 
@@ -69,6 +83,14 @@ def list_cmd(
         for entry in entries:
             table.add_row(entry.name, entry.description)
         console.print(table)
+        if name == "losses" and what == "losses":
+            for entry in entries:
+                console.print()
+                if dataclasses.fields(entry.factory.Options):
+                    console.print(_options_table(entry.name, entry.factory.Options))
+                else:
+                    console.print(f"[bold]{entry.name}[/]: no options (see "
+                                  f"docs/losses.md#{entry.name})", highlight=False)
         if name == "perturbations" and what == "perturbations":
             for entry in entries:
                 console.print()

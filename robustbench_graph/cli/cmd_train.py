@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,7 +25,9 @@ def train(
     model: Annotated[str, typer.Option(help="Model name (rbg list models).")] = "smallcnn",
     loss: Annotated[str, typer.Option(help="Training loss (rbg list losses).")] = "ce",
     loss_option: Annotated[list[str] | None, typer.Option(
-        "--loss-option", "-o", help="Loss option key=value (repeatable), e.g. -o gamma=0.001.")
+        "--loss-option", "-o",
+        help="Loss option key=value (repeatable), e.g. -o gamma=0.001; every option with its "
+             "default and meaning: rbg list losses.")
     ] = None,
     seeds: Annotated[str, typer.Option(help="Seeds: 0-9, 0,3,5 or 0-2,7.")] = "0",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
@@ -44,7 +47,7 @@ def train(
     augment: Annotated[bool, typer.Option(
         help="Random translations (and flips on CIFAR/SVHN-like sets).")] = False,
     grad_clip: Annotated[float | None, typer.Option(
-        help="Clip the gradient norm to this value.")] = None,
+        help="Clip the gradient norm to this value \\[default: no clipping].")] = None,
     parseval: Annotated[bool, typer.Option(
         help="Parseval training (LapNet App. A): convex residual sums, orthogonality "
              "retraction after every step, conv renormalisation on batch-norm models.")
@@ -57,10 +60,11 @@ def train(
         help="Channels-last memory layout (NHWC kernels; faster ResNets on some hardware, "
              "numbers differ by float rounding). Recorded in the run; refused on CPUs for "
              "convolutions of fewer than 8 channels.")] = False,
-    width: Annotated[int | None, typer.Option(help="Model width (model default if unset).")
-                     ] = None,
+    width: Annotated[int | None, typer.Option(
+        help="Model width \\[default: the model's].")] = None,
     feature_dim: Annotated[int | None, typer.Option(
-        help="Penultimate feature size (smallcnn, resnet18).")] = None,
+        help="Penultimate feature size (smallcnn, resnet18) \\[default: the model's].")
+    ] = None,
     split_seed: Annotated[int, typer.Option(
         help="Seed of the train/test split of the embedded datasets.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -105,18 +109,22 @@ def train(
     )
     ensure_writable_dir(out, "--out")
     outcomes: list[RunOutcome] = []
+    plain = not console.is_terminal  # a log file: one line per epoch, no bars
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TimeElapsedColumn(), console=console, transient=False, disable=plain,
     ) as progress:
         for spec in specs:
             task = progress.add_task(spec.name, total=spec.config.epochs, info="")
+            started = time.perf_counter()
 
-            def on_progress(p, task=task):  # noqa: ANN001, ANN202
+            def on_progress(p, task=task, started=started):  # noqa: ANN001, ANN202
                 done = p.epoch - 1 + p.batch / p.batches
-                progress.update(task, completed=done,
-                                info=f"epoch {p.epoch}/{p.epochs} loss {p.loss:.4f} "
-                                     f"acc {p.accuracy:.2%}")
+                info = f"epoch {p.epoch}/{p.epochs} loss {p.loss:.4f} acc {p.accuracy:.2%}"
+                progress.update(task, completed=done, info=info)
+                if plain and p.batch == p.batches:
+                    console.print(f"{p.run}: {info} (train, {time.perf_counter() - started:.1f}"
+                                  " s)", highlight=False, markup=False)
 
             try:
                 outcome = train_run(spec, device=dev, overwrite=overwrite,

@@ -33,6 +33,7 @@ from ..data import ImageData
 from ..errors import RbgError
 from ..graph import knn_sparsify, label_signals, signal_smoothness, similarity
 from ..models import TappedModel
+from ..settings import setting
 from .base import LossOutput, TrainingLoss, register_loss, require_choice
 
 GSL_SIMILARITIES = {"cosine_clamped": "cosine_clamped", "cosine_signed": "cosine",
@@ -104,8 +105,9 @@ def _outputs(model: TappedModel, images: torch.Tensor) -> torch.Tensor:
     return head.linear(model.features(images))
 
 
-@register_loss("gsl", "Graph Smoothness Loss (RECONSTRUCTION of arXiv 1905.00301, METHODS 2.2): "
-               "mean inter-class output similarity, no CE; nearest-centroid head")
+@register_loss("gsl", "Graph Smoothness Loss (RECONSTRUCTION of arXiv 1905.00301, "
+               "docs/losses.md#gsl): mean inter-class output similarity, no CE; "
+               "nearest-centroid head")
 class GraphSmoothnessLoss(TrainingLoss):
     """Pure GSL on the network outputs, with a nearest-class-centroid head."""
 
@@ -116,13 +118,14 @@ class GraphSmoothnessLoss(TrainingLoss):
         centroid head (10, METHODS 9.3); clip: gradient-norm clipping inside the loss (None:
         off); out_dim: output dimension d (None: number of classes)."""
 
-        similarity: str = "cosine_clamped"
-        alpha: float = 1.0
-        k: int | None = None
-        m: int = 1
-        tau: float = 10.0
-        clip: float | None = 1.0
-        out_dim: int | None = None
+        similarity: str = setting(
+            "cosine_clamped", "output similarity: cosine_clamped, cosine_signed or rbf_normalized")
+        alpha: float = setting(1.0, "RBF bandwidth (rbf_normalized only)")
+        k: int | None = setting(None, "k-NN neighbours of the graph (none: the full graph)")
+        m: int = setting(1, "power of the Laplacian")
+        tau: float = setting(10.0, "logit scale of the nearest-centroid head")
+        clip: float | None = setting(1.0, "gradient-norm clipping inside the loss (none: off)")
+        out_dim: int | None = setting(None, "output dimension (none: the number of classes)")
 
         def validate(self) -> None:
             require_choice("gsl", "similarity", self.similarity, GSL_SIMILARITIES)

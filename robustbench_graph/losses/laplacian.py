@@ -54,6 +54,7 @@ from ..errors import RbgError
 from ..graph import is_dense_graph, label_smoothness_per_layer
 from ..graph.lowrank import lowrank_label_smoothness_per_layer, prefer_lowrank
 from ..models import TappedModel, capture
+from ..settings import setting
 from .base import LossOutput, TrainingLoss, register_loss, require_choice
 
 NORMALIZATIONS = ("batch", "none")
@@ -173,14 +174,18 @@ class LaplacianLoss(TrainingLoss):
         (fastest, sigma to ~4e-3); form: "gram" (default), "lowrank" (exact, dense graph
         only) or "auto" (by thresholds measured on one CPU; module docstring)."""
 
-        gamma: float | None = None
-        m: int = 2
-        k: int | None = None
-        taps: str = "all"
-        normalize: str = "batch"
-        grad_dtype: str = "float32"
-        gram_dtype: str = "float32"
-        form: str = "gram"
+        gamma: float | None = setting(
+            None, "Laplacian scale; weight gamma^m (none: the default of the normalisation)")
+        m: int = setting(2, "power of the Laplacian")
+        k: int | None = setting(None, "k-NN neighbours of the graph (none: the full graph)")
+        taps: str = setting("all", "ReLU taps regularised: all, or comma-separated tap indices")
+        normalize: str = setting(
+            "batch", "batch: sigma / b^(m+1) (scale-free); none: the paper's raw sigma")
+        grad_dtype: str = setting(
+            "float32", "precision of the Gram backward: float32, bfloat16 or auto")
+        gram_dtype: str = setting(
+            "float32", "precision of the Gram forward: float32 or bfloat16")
+        form: str = setting("gram", "computation: gram, lowrank (dense graph only) or auto")
 
         def validate(self) -> None:
             if self.gamma is not None and self.gamma < 0:

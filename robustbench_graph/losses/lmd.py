@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import RbgError
 from ..models import TappedModel
+from ..settings import setting
 from .base import LossOutput, TrainingLoss, register_loss
 
 
@@ -126,13 +127,13 @@ def linear_head(model: TappedModel) -> nn.Linear:
 class LMDOptions:
     """Defaults from the authors' code (METHODS.md section 4.2)."""
 
-    delta_var: float = 0.5
-    delta_dist: float = 6.0
-    alpha: float = 1.0
-    beta: float = 1.0
-    gamma_reg: float = 0.001
-    lam: float = 1.0
-    momentum: float = 0.99
+    delta_var: float = setting(0.5, "compactness radius around the class centre")
+    delta_dist: float = setting(6.0, "margin: wanted distance of class means to the boundaries")
+    alpha: float = setting(1.0, "weight of the compactness term")
+    beta: float = setting(1.0, "weight of the margin term")
+    gamma_reg: float = setting(0.001, "weight of the centre-norm regulariser")
+    lam: float = setting(1.0, "weight of the three terms against cross-entropy")
+    momentum: float = setting(0.99, "momentum of the class-centre memory")
 
     def validate(self) -> None:
         for key in ("delta_var", "delta_dist", "alpha", "beta", "gamma_reg", "lam"):

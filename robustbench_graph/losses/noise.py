@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ..errors import RbgError
 from ..models import TappedModel
+from ..settings import setting
 from .base import LossOutput, TrainingLoss, register_loss
 from .lmd import LargeMarginDiscriminative, LMDOptions
 
@@ -45,7 +46,7 @@ def _check_sigma(sigma: float) -> None:
 
 @dataclass(frozen=True)
 class NoiseOptions:
-    sigma: float = 0.06
+    sigma: float = setting(0.06, "std of the input noise, in [0, 1] pixel units")
 
     def validate(self) -> None:
         _check_sigma(self.sigma)
@@ -55,8 +56,8 @@ class NoiseOptions:
 class LMDNoiseOptions(LMDOptions):
     """LMD's options with LMD-Noise's defaults (section 5.1): ``delta_dist`` 5, ``sigma`` 0.06."""
 
-    delta_dist: float = 5.0
-    sigma: float = 0.06
+    delta_dist: float = setting(5.0, "margin: wanted distance of class means to the boundaries")
+    sigma: float = setting(0.06, "std of the input noise, in [0, 1] pixel units")
 
     def validate(self) -> None:
         super().validate()
@@ -119,7 +120,7 @@ class BothCE(TrainingLoss):
 
 @dataclass(frozen=True)
 class StabilityOptions(NoiseOptions):
-    weight: float = 1.0
+    weight: float = setting(1.0, "weight of the feature-stability term")
 
     def validate(self) -> None:
         super().validate()

@@ -24,6 +24,7 @@ import torch
 
 from ..errors import RbgError
 from ..models import TappedModel
+from ..settings import setting
 from .base import LossOutput, TrainingLoss, register_loss
 
 BaseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -86,7 +87,7 @@ def stationary_point(base: BaseLoss, lam: float, tol: float = 1e-12) -> float:
 
 @dataclass(frozen=True)
 class SPOptions:
-    p_star: float = 0.9
+    p_star: float = setting(0.9, "the stationary point: target confidence in (0.5, 1)")
 
     def validate(self) -> None:
         if not 0.5 < self.p_star < 1:
@@ -95,7 +96,7 @@ class SPOptions:
 
 @dataclass(frozen=True)
 class SPFocalOptions(SPOptions):
-    gamma: float = 2.0
+    gamma: float = setting(2.0, "focal exponent")
 
     def validate(self) -> None:
         super().validate()

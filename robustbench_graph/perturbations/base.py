@@ -148,6 +148,18 @@ class EvalContext:
     device: torch.device
     run: str
     batch_size: int = 200
+    # Per-image values a family keeps, by cell key: a table of robustbench_graph.per_image
+    # columns, written beside the results by the attack driver.
+    kept: dict[tuple, Any] = field(default_factory=dict)
+    # Called with (units done, units in the cell) as a cell's batches finish (for progress).
+    progress: Any = None
+
+    def advance(self, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(done, total)
+
+    def n_batches(self, count: int | None = None) -> int:
+        return max(1, math.ceil((len(self.data) if count is None else count) / self.batch_size))
 
     def seed(self, cell: Cell, repeat: int = 0) -> int:
         """Stable seed of one repeat of one cell of one run."""
@@ -304,6 +316,7 @@ class Perturbation:
         [0, 1] (pixel space) and classified by :meth:`perturbed_model`'s network."""
         n = len(ctx.data)
         rows: list[Measurement] = []
+        total, done = self.repeats() * ctx.n_batches(), 0
         for r in range(self.repeats()):
             draw = Draw(ctx, cell, r)
             self.begin(draw)
@@ -321,6 +334,8 @@ class Perturbation:
                         logits = (model.forward_normalized(adv) if self.space == "normalized"
                                   else model(adv))
                     correct += int((logits.argmax(1) == y).sum())
+                    done += 1
+                    ctx.advance(done, total)
             rows.append(Measurement(r, "accuracy", correct / n, n))
             rows += draw.measurements()
         return rows + self.cell_metrics(cell, ctx)

@@ -14,9 +14,9 @@ result per image is the worst case over restarts. The metric is the accuracy und
 per eps (LapNet's: correctly classified *and* not fooled).
 
 Defaults: LapNet's L-inf eps = 0.01, 20 steps of 0.002, no random start on colour images; on
-grey (MNIST-like) images, where 0.01 changes nothing (METHODS.md 9.5), eps = 0.05, 0.1,
-0.2, 0.3 ([R]; 0.3 is Madry et al.'s MNIST budget). ``step_size`` left unset is eps / 5, which
-is LapNet's 0.002 at 0.01. With ``norm=l2`` give ``eps`` in L2 units.
+grey (MNIST-like) images, where 0.01 changes nothing, eps = 0.05, 0.1, 0.15, 0.2, 0.3
+([R]; 0.3 is Madry et al.'s MNIST budget; docs/perturbations.md#pgd). ``step_size`` left
+unset is eps / 5, which is LapNet's 0.002 at 0.01. With ``norm=l2`` give ``eps`` in L2 units.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import math
 import warnings
 from dataclasses import dataclass
 
+import pandas as pd
 import torch
 
 from ...config import SUBSET_RULES, ImageSubset
@@ -151,8 +152,9 @@ class DeepFool(Perturbation):
         order = NORM_VALUES[norm]
         idx = torch.tensor(ImageSubset(s.samples, s.subset).indices(len(ctx.data)))
         dim = ctx.data.images[0].numel()
-        norms, correct_all, success_all = [], [], []
-        for x, y in ctx.batches(idx):
+        norms, correct_all, success_all, labels = [], [], [], []
+        total = ctx.n_batches(len(idx))
+        for done, (x, y) in enumerate(ctx.batches(idx), start=1):
             adv = self.attack(ctx.model, x, y, norm)
             with torch.inference_mode():
                 correct = ctx.model(x).argmax(1) == y
@@ -160,11 +162,20 @@ class DeepFool(Perturbation):
             norms.append((adv - x).flatten(1).norm(p=order, dim=1).cpu())
             correct_all.append(correct.cpu())
             success_all.append((correct & fooled).cpu())
+            labels.append(y.cpu())
+            ctx.advance(done, total)
         dist = torch.cat(norms).double()
         correct = torch.cat(correct_all)
         success = torch.cat(success_all)
         n_ok, n_success, n_wrong = int(correct.sum()), int(success.sum()), int((~correct).sum())
         ok = dist[success]
+        # The minimal adversarial distance per image: 0 where misclassified when clean,
+        # infinite where the attack failed; robust accuracy at eps is mean(distance > eps).
+        distance = torch.where(success, dist, torch.full_like(dist, math.inf))
+        distance[~correct] = 0.0
+        ctx.kept[cell.key] = pd.DataFrame({"image": idx.numpy(),
+                                           "label": torch.cat(labels).numpy(),
+                                           "distance": distance.numpy()})
         nan = math.nan
         per_dim_n = n_wrong + n_success
         rows = [

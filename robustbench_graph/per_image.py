@@ -1,0 +1,45 @@
+"""Per-image values a perturbation keeps beside its results (``<run>/per_image/``).
+
+DeepFool keeps each attacked image's minimal adversarial distance, from which the report
+draws robust accuracy against ε. A file is named by its cell (perturbation, param, value)
+and the cell's settings fingerprint, so results of other settings never mix; it holds the
+columns ``image`` (index into the test split), ``label`` and ``distance`` and is written
+atomically before the cell's rows reach ``results.csv``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .io import atomic_write
+
+FOLDER = "per_image"
+COLUMNS = ("image", "label", "distance")
+
+
+def per_image_path(run_dir: Path, perturbation: str, param: str, param_value: float,
+                   fingerprint: str) -> Path:
+    return (Path(run_dir) / FOLDER
+            / f"{perturbation}-{param}={float(param_value):g}-{fingerprint}.csv")
+
+
+def write_per_image(path: Path, table: pd.DataFrame) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda p: table[list(COLUMNS)].to_csv(p, index=False,
+                                                             float_format="%.9g"))
+
+
+def read_per_image(run_dir: Path, perturbation: str, param: str, param_value: float,
+                   fingerprint: str) -> pd.DataFrame | None:
+    """The kept values of one cell, or None where there are none (or they are unreadable:
+    the report then draws no curve from them)."""
+    path = per_image_path(run_dir, perturbation, param, param_value, fingerprint)
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError):
+        return None
+    if list(table.columns) != list(COLUMNS):
+        return None
+    return table
