@@ -427,3 +427,22 @@ def test_cli_headline_fits_100_columns(tmp_path: Path, monkeypatch: pytest.Monke
     assert picked.exit_code == 0, picked.output
     bad = invoke("--runs", str(root), "--out", str(tmp_path / "rep3"), "--columns", "nope")
     assert bad.exit_code == 1 and "unknown headline column 'nope'" in bad.stderr
+
+
+def test_unmeasured_methods_are_named_and_smoothness_is_shown(runs: Path, tmp_path: Path
+                                                                ) -> None:
+    # a third method without DeepFool: named in a note, not an empty row
+    for seed in (0, 1):
+        rows = [r for r in rows_for([0.5], 0.9, 1.0) if r[0] != "deepfool"]
+        make_run(runs, "sp", seed, rows)
+    from matplotlib.figure import Figure
+
+    (runs / "smoothness").mkdir()
+    Figure().savefig(runs / "smoothness" / "smoothness.png")
+    report = build_report(runs, tmp_path / "out", baseline="ce")
+    (head,) = report.headlines
+    assert head.missing == ["sp: not measured under DeepFool, L2"]
+    assert head.cell("sp", 2) is None and head.cell("sp", 0) is not None
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "Not measured: sp: not measured under DeepFool, L2" in page
+    assert 'id="smoothness"' in page
