@@ -117,7 +117,8 @@ class DeepFool(Perturbation):
 
     @classmethod
     def describe_cell(cls, param: str, value: float) -> str:
-        return f"DeepFool, {dict(l2='L2', linf='L-inf').get(NORM_NAMES.get(value, ''), param)}"
+        norm = dict(l2="L2", linf="L-inf").get(NORM_NAMES.get(value, ""))
+        return f"DeepFool, {norm}" if param == "norm" and norm else "DeepFool"
     headline = "mean_l2"
     metrics = (
         Metric("mean_l2", "higher", "mean L2 norm of the successful minimal perturbations"),
