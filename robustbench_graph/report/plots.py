@@ -267,7 +267,7 @@ def write_plots(report: Report, out_dir: Path) -> list[PlotFile]:
             png, svg, png_bytes = _save(fig, plot_dir, stem)
             written.append(PlotFile(str(dataset), str(model), name, png, svg, png_bytes,
                                     "curve", f"{dataset} / {model}: {name}, "
-                                    f"{metric_axis(metric)} over {strength.label}"))
+                                    f"{metric_axis(metric)} over {strength.axis_label}"))
         deepfool = _deepfool_curve(results[(results["dataset"] == dataset)
                                            & (results["model"] == model)], here, colors,
                                    report.baseline, f"{dataset} / {model}")
