@@ -153,7 +153,7 @@ def test_comparisons_on_per_run_values(runs: Path) -> None:
     assert gauss.cliffs_delta == 1.0
     # pairwise differences 0.45, 0.18333, 0.44167, 0.175: their median
     assert gauss.hodges_lehmann == pytest.approx((0.1833333 + 0.4416667) / 2)
-    assert gauss.ci_low <= gauss.diff_median <= gauss.ci_high
+    assert math.isnan(gauss.ci_low) and math.isnan(gauss.ci_high)  # 2 networks: no interval
     assert table.p_holm.to_numpy() == pytest.approx(holm(table.p_value.to_numpy()))
     assert list(table.significant) == list(table.p_holm < 0.05)
     _, notes = compare(results, "nosuch")
@@ -220,7 +220,7 @@ def test_headline_columns(runs: Path) -> None:
     assert [c.key for c in head.columns] == ["clean", "gaussian", "deepfool"]
     assert head.n == {"ce": 2, "laplacian": 2}
     cell = head.cell("laplacian", 1)
-    assert cell.text == "87.9" and cell.best and cell.effect.startswith("+31.2 [")
+    assert cell.text == "87.9" and cell.best and cell.effect == "+31.2"  # no interval at n=2
     (picked,) = build_headlines(summary, comparisons, "ce", ["deepfool", "gaussian@10"])
     assert [c.key for c in picked.columns] == ["deepfool", "gaussian@10"]
     with pytest.raises(RbgError, match="unknown headline column 'pgd'"):

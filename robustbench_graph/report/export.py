@@ -23,8 +23,9 @@ def footer(report: Report) -> str:
     return (f"Median over networks (n = networks per method); * differs from "
             f"{report.baseline} (two-sided Mann–Whitney on per-run values, Holm over all "
             f"{len(report.comparisons)} comparisons, p < {report.alpha:g}); Δ: difference of "
-            "medians from the baseline with its 95% cluster-bootstrap interval. A method is "
-            "a whole training configuration: runs that differ in anything but the seed are "
+            "medians from the baseline, with its 95% cluster-bootstrap interval where both "
+            "have 3+ networks. A method is a whole training configuration: runs that differ "
+            "in anything but the seed are "
             "different methods.")
 
 

@@ -106,6 +106,8 @@ class HeadlineCell:
         def num(x: float) -> str:
             return "–" if math.isnan(x) else f"{scale * x:+.1f}" if scale == 100 else \
                 f"{x:+.3g}"
+        if math.isnan(self.ci_low):  # too few networks for an interval
+            return num(self.diff)
         return f"{num(self.diff)} [{num(self.ci_low)}, {num(self.ci_high)}]"
 
 

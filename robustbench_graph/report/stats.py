@@ -25,6 +25,7 @@ import pandas as pd
 
 EXACT_LIMIT = 200_000  # splits enumerated by the exact test (C(20, 10) = 184,756)
 BOOTSTRAP_RESAMPLES = 2000
+MIN_BOOTSTRAP_RUNS = 3  # with 2 networks a group has 3 distinct resampled medians: no interval
 CONFIDENCE = 0.95
 
 
@@ -107,11 +108,13 @@ def bootstrap_ci(x: Sequence[float], y: Sequence[float], *,
 
     ``x`` and ``y`` are per-run values, so resampling them resamples networks with all their
     draws (a cluster bootstrap). The generator is seeded: a report is reproducible. With
-    fewer than two runs in a group there is no interval (NaN, NaN).
+    fewer than :data:`MIN_BOOTSTRAP_RUNS` runs in a group there is no interval (NaN, NaN):
+    two networks give only three distinct resampled medians, an interval that looks precise
+    and is not.
     """
     x = np.asarray(x, dtype="float64")
     y = np.asarray(y, dtype="float64")
-    if x.size < 2 or y.size < 2:
+    if x.size < MIN_BOOTSTRAP_RUNS or y.size < MIN_BOOTSTRAP_RUNS:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     bx = np.median(x[rng.integers(0, x.size, (resamples, x.size))], axis=1)
