@@ -46,6 +46,13 @@ def test_attack_whole_suite_tidy_and_idempotent(runs):
         ["perturbation", "param_value"]).value.mean()
     assert (attacked <= clean + 1e-12).all(), attacked[attacked > clean]
     assert "cells computed" in result.output
+    # not a terminal: one plain line per computed cell (with its headline value), no bar
+    lines = [ln for ln in result.output.splitlines() if ln.startswith(next(runs.glob("*seed0"))
+                                                                      .name + ": ")]
+    cells = len(set(zip(table.perturbation, table.param_value, strict=True)))
+    assert len(lines) == 2 * cells  # two copies of one run, one line per cell each
+    assert any(ln.startswith(f"{lines[0].split(':')[0]}: clean (1/{cells})") and "accuracy"
+               in ln for ln in lines) and not any("━" in ln for ln in lines)
     # DeepFool keeps each image's minimal distance: 0 = misclassified when clean, inf = failed
     fool = table[table.perturbation == "deepfool"].set_index("metric")
     (kept,) = (next(runs.glob("*seed0")) / "per_image").glob("deepfool-norm=2-*.csv")

@@ -13,6 +13,11 @@ def test_train_end_to_end_on_digits(tmp_path):
         run = tmp_path / f"digits-smallcnn-ce-seed{seed}"
         assert json.loads((run / "status.json").read_text())["status"] == "complete"
     assert "training runs" in result.output and "digits-smallcnn-ce-seed1" in result.output
+    # not a terminal: one plain line per epoch, no progress bar
+    epochs = [ln for ln in result.output.splitlines() if " epoch " in ln]
+    assert [ln.split(":")[0] for ln in epochs] == [f"digits-smallcnn-ce-seed{s}"
+                                                   for s in (0, 0, 1, 1)]
+    assert "epoch 2/2 loss" in epochs[1] and not any("━" in ln for ln in epochs)
     again = cli("train", "--dataset", "digits", "--seeds", "0-1", "--epochs", "2",
                 "--out", tmp_path)
     assert again.exit_code == 0 and "skipped" in again.output
