@@ -60,6 +60,11 @@ class ImageData:
     def subset(self, index: torch.Tensor) -> ImageData:
         return ImageData(self.images[index], self.labels[index], self.scale, self.info)
 
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        """``(image, label)``: a [0, 1] float (C, H, W) tensor and an int, so the data works
+        as a ``torch.utils.data.Dataset`` (e.g. in a ``DataLoader``)."""
+        return self.float(slice(i, i + 1))[0], int(self.labels[i])
+
 
 @dataclass(frozen=True)
 class DatasetSource:
@@ -136,16 +141,30 @@ class FolderSource(DatasetSource):
     folder: str = ""
     reader: str = ""
     torchvision_class: str = ""
+    probe: str = ""  # a file that marks a folder holding the dataset (with or without .gz)
+    system_dirs: tuple[str, ...] = ()  # where a system package installs the files
+
+    def locate(self, root: Path) -> Path:
+        """The first folder holding the files: ``root/folder`` (torchvision's layout),
+        ``root`` itself (a flat folder of the files), then the system folders."""
+        candidates = [root / self.folder, root, *(Path(d) for d in self.system_dirs)]
+        for folder in candidates if self.probe else ():
+            if any((folder / (self.probe + ext)).is_file() for ext in ("", ".gz")):
+                return folder
+        return root / self.folder
 
     def load(self, train: bool, *, data_dir: Path, download: bool, split_seed: int) -> ImageData:
         root = Path(data_dir)
         if download:
             _download(self.torchvision_class, root, train)
+        folder = self.locate(root)
         try:
-            images, labels = getattr(data_files, self.reader)(root / self.folder, train)
+            images, labels = getattr(data_files, self.reader)(folder, train)
         except FileNotFoundError as err:
+            also = "".join(f", {d}" for d in self.system_dirs)
+            where = f"{root / self.folder}, {root}{also}" if self.probe else str(folder)
             raise RbgError(
-                f"dataset {self.info.name!r} not found in {root / self.folder} "
+                f"dataset {self.info.name!r} not found in {where} "
                 f"({err.args[0] if err.args else 'missing files'}); put the files there, "
                 "pass --data-dir, or add --download when online"
             ) from None
@@ -154,7 +173,7 @@ class FolderSource(DatasetSource):
         except OSError as err:
             raise RbgError(f"dataset {self.info.name!r}: cannot read {err.filename or root} "
                            f"({err.strerror})") from None
-        return _as_image_data(images, labels, 255.0, self.info, root / self.folder)
+        return _as_image_data(images, labels, 255.0, self.info, folder)
 
 
 def _download(torchvision_class: str, root: Path, train: bool) -> None:
@@ -193,13 +212,17 @@ _register(EmbeddedSource(
 ))
 _register(FolderSource(
     DatasetInfo("mnist", 10, (1, 28, 28), (0.1307,), (0.3081,), False, False),
-    "MNIST (60k/10k) from <data-dir>/MNIST/raw (idx files)",
+    "MNIST (60k/10k) from <data-dir>/MNIST/raw or a flat <data-dir> (idx files)",
     folder="MNIST/raw", reader="read_mnist_idx", torchvision_class="MNIST",
+    probe="train-images-idx3-ubyte",
 ))
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian: dataset-fashion-mnist
 _register(FolderSource(
     DatasetInfo("fashion-mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), False, False),
-    "Fashion-MNIST (60k/10k) from <data-dir>/FashionMNIST/raw (idx files)",
+    "Fashion-MNIST (60k/10k) from <data-dir>/FashionMNIST/raw, a flat <data-dir> or "
+    f"{FASHION_MNIST_SYSTEM_DIR} (apt-get install dataset-fashion-mnist)",
     folder="FashionMNIST/raw", reader="read_mnist_idx", torchvision_class="FashionMNIST",
+    probe="train-images-idx3-ubyte", system_dirs=(FASHION_MNIST_SYSTEM_DIR,),
 ))
 # CIFAR statistics as in the LapNet code (METHODS.md section 3.4).
 _CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)

@@ -1,10 +1,18 @@
+import dataclasses
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from robustbench_graph.data import DATASETS, dataset_info, load_dataset, stratified_split
+from robustbench_graph.data import (
+    DATASETS,
+    FASHION_MNIST_SYSTEM_DIR,
+    dataset_info,
+    load_dataset,
+    stratified_split,
+)
 from robustbench_graph.errors import RbgError
 
 
@@ -112,8 +120,10 @@ def test_svhn_mat_folder(tmp_path):
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10", "cifar100", "svhn"])
 def test_missing_files_give_one_clear_error(tmp_path, name):
+    source = DATASETS.create(name)
+    source = dataclasses.replace(source, system_dirs=())  # not the system's installed copy
     with pytest.raises(RbgError) as err:
-        load_dataset(name, True, tmp_path)
+        source.load(True, data_dir=tmp_path, download=False, split_seed=0)
     message = str(err.value)
     assert str(tmp_path) in message and "--download" in message and "\n" not in message
 
@@ -135,3 +145,39 @@ def test_cifar_pickle_with_code_is_refused(tmp_path):
 def test_unknown_dataset_lists_valid_names():
     with pytest.raises(RbgError, match="valid: .*mnist5k"):
         load_dataset("imagenet", True)
+
+
+def test_a_flat_data_dir_of_idx_files(tmp_path):
+    rng = np.random.default_rng(1)
+    for prefix, n in (("train", 7), ("t10k", 4)):
+        _write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    assert len(load_dataset("fashion-mnist", True, tmp_path)) == 7
+    assert load_dataset("mnist", False, tmp_path).labels.tolist() == [0, 1, 2, 3]
+
+
+def test_image_data_is_a_torch_dataset():
+    from torch.utils.data import DataLoader
+
+    data = load_dataset("digits", False)
+    image, label = data[3]
+    assert image.shape == (1, 8, 8) and image.dtype == torch.float32
+    assert 0 <= float(image.min()) and float(image.max()) <= 1 and label == int(data.labels[3])
+    x, y = next(iter(DataLoader(data, batch_size=16, shuffle=False)))
+    assert torch.equal(x, data.float()[:16]) and torch.equal(y, data.labels[:16])
+
+
+SYSTEM_FASHION = Path(FASHION_MNIST_SYSTEM_DIR)
+
+
+@pytest.mark.skipif(not (SYSTEM_FASHION / "t10k-images-idx3-ubyte.gz").exists(),
+                    reason=f"Fashion-MNIST not installed in {SYSTEM_FASHION} "
+                           "(apt-get install dataset-fashion-mnist)")
+def test_fashion_mnist_from_the_debian_package(tmp_path):
+    """The real 60,000 / 10,000 files, found without --data-dir (an empty one here)."""
+    test = load_dataset("fashion-mnist", False, tmp_path / "empty")
+    assert len(test) == 10_000 and np.bincount(test.labels.numpy()).tolist() == [1000] * 10
+    train = load_dataset("fashion-mnist", True, tmp_path / "empty")
+    assert len(train) == 60_000 and train.float().shape[1:] == (1, 28, 28)
+    mean = float(train.float().mean())
+    assert mean == pytest.approx(train.info.mean[0], abs=1e-3)  # the declared statistics
