@@ -11,7 +11,7 @@ from typing import Any
 from .errors import RbgError
 
 # Learning-rate schedule per dataset: (lr, first milestone as a fraction of the epochs, factor).
-# LapNet's CIFAR-10 recipe is 0.1, then 0.001 from half-way (METHODS.md section 3.4). On the
+# LapNet's CIFAR-10 recipe is 0.1, then 0.001 from half-way (docs/models.md#training-recipe). On the
 # MNIST-like sets with the BN-free smallcnn it is unstable in short runs (measured, 5 epochs on
 # mnist5k: 94.5% and 81.3% test accuracy for seeds 0/1), while 0.05 with x0.1 at 80% gives
 # 97.2% / 98.0%: that is their default. Both are overridable with --lr/--lr-milestones/--lr-factor.
@@ -33,7 +33,7 @@ MAX_FEATURE_DIM = 65536
 class TrainConfig:
     """One training configuration; a run is this plus a seed.
 
-    Defaults follow LapNet's recipe (METHODS.md section 3.4): SGD momentum 0.9, weight decay
+    Defaults follow LapNet's recipe (docs/models.md#training-recipe): SGD momentum 0.9, weight decay
     5e-4, batch 100, no augmentation. The learning-rate schedule left as ``None`` is taken from
     the dataset's preset (:data:`SCHEDULE_PRESETS`) by :meth:`resolved`.
     """
@@ -164,7 +164,7 @@ SUBSET_RULES = ("spaced", "first")
 class ImageSubset:
     """Which test images an evaluation uses: all, or ``samples`` of them chosen by ``rule``:
     ``spaced`` takes indices 0, s, 2s, ... with s = n // samples (LapNet's DeepFool subset,
-    METHODS.md 1.4), ``first`` the first ``samples``."""
+    docs/perturbations.md#deepfool), ``first`` the first ``samples``."""
 
     samples: int | None = None
     rule: str = "spaced"

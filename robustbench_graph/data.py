@@ -224,7 +224,7 @@ _register(FolderSource(
     folder="FashionMNIST/raw", reader="read_mnist_idx", torchvision_class="FashionMNIST",
     probe="train-images-idx3-ubyte", system_dirs=(FASHION_MNIST_SYSTEM_DIR,),
 ))
-# CIFAR statistics as in the LapNet code (METHODS.md section 3.4).
+# CIFAR statistics as in the LapNet code (docs/models.md#normalisation).
 _CIFAR_MEAN, _CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 _register(FolderSource(
     DatasetInfo("cifar10", 10, (3, 32, 32), _CIFAR_MEAN, _CIFAR_STD, True, False),

@@ -63,6 +63,7 @@ class CellEvent:
 class RunReport:
     run_dir: Path
     name: str
+    planned: list[Cell] = field(default_factory=list)  # the suite's cells, in order
     computed: list[Cell] = field(default_factory=list)
     skipped: list[Cell] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -112,16 +113,23 @@ class TestSplits:
 
     def __init__(self, data_dir: Path | None = None) -> None:
         self.data_dir = data_dir
-        self._loaded: dict[tuple, ImageData] = {}
+        self._loaded: dict[tuple, tuple[ImageData, torch.Tensor | None]] = {}
 
     def get(self, dataset: str, split_seed: int, test_images: ImageSubset) -> ImageData:
+        return self.get_indexed(dataset, split_seed, test_images)[0]
+
+    def get_indexed(self, dataset: str, split_seed: int, test_images: ImageSubset
+                    ) -> tuple[ImageData, torch.Tensor | None]:
+        """The chosen test images and their indices in the test split (None: all of it)."""
         key = (dataset, split_seed, test_images, self.data_dir)
         if key not in self._loaded:
             data = load_dataset(dataset, False, self.data_dir, split_seed=split_seed)
             chosen = test_images.indices(len(data))
+            indices = None
             if len(chosen) < len(data):
-                data = data.subset(torch.tensor(chosen))
-            self._loaded[key] = data
+                indices = torch.tensor(chosen)
+                data = data.subset(indices)
+            self._loaded[key] = (data, indices)
         return self._loaded[key]
 
 
@@ -176,7 +184,7 @@ def attack_run(
     families = {family.name: family for family in suite}
     cells = plan_cells(suite, cfg.test_images)
     results_path = Path(run_dir) / RESULTS
-    report = RunReport(Path(run_dir), run.name)
+    report = RunReport(Path(run_dir), run.name, planned=cells)
     with run_lock(run_dir):
         clean_stale_temp_files(Path(run_dir))  # left by a writer that was killed
         table = read_results(results_path)  # validates before any work
@@ -187,9 +195,11 @@ def attack_run(
         done = cell_fingerprints(table)
     if not overwrite:
         _refuse_conflicts(Path(run_dir), cells, done)
-    data = splits.get(run.train_config.dataset, run.train_config.split_seed, cfg.test_images)
+    data, test_indices = splits.get_indexed(run.train_config.dataset,
+                                            run.train_config.split_seed, cfg.test_images)
     batch_size = cfg.batch_size or eval_batch_size(device)
-    ctx = EvalContext(run.model, data.to(device), device, run.name, batch_size)
+    ctx = EvalContext(run.model, data.to(device), device, run.name, batch_size,
+                      test_indices=test_indices)
     provenance = {"rbg": __version__, "device": str(device), "batch_size": batch_size,
                   "images": len(data)}
     for i, cell in enumerate(cells):
@@ -209,9 +219,9 @@ def attack_run(
         rows = _rows(run, cell, measurements)
         with run_lock(run_dir):
             current = read_results(results_path)
+            kept = ctx.kept.pop(cell.key, None)
             if overwrite or cell.key not in cell_fingerprints(current):
                 # (else another process wrote the cell meanwhile)
-                kept = ctx.kept.pop(cell.key, None)
                 if kept is not None:  # before the rows: a result never lacks its side file
                     write_per_image(per_image_path(run_dir, *cell.key, cell.fingerprint), kept)
                 note_cell(Path(run_dir), cell, {**provenance, "rows": len(rows),

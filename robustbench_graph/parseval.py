@@ -1,5 +1,5 @@
 """Parseval training (Cisse et al. 2017 as adapted by LapNet, arXiv 1805.10133 Appendix A;
-METHODS.md section 3.3).
+docs/losses.md#parseval-training).
 
 Three modifications, applied by :func:`make_parseval` (architecture) and :func:`retract_`
 (after every optimiser step):
@@ -9,7 +9,7 @@ Three modifications, applied by :func:`make_parseval` (architecture) and :func:`
 * **Convolution renormalisation**: each convolution acts with ``W / sqrt(2 kh kw + 1)`` (sqrt 19
   for 3x3, sqrt 3 for 1x1), implemented as a forward hook on its output so the state_dict keys
   do not change. It is on by default only for models with batch-norm: on the BN-free smallcnn
-  it starves the signal (loss stuck at 2.30 for 3 epochs, METHODS.md section 9.2).
+  it starves the signal (loss stuck at 2.30 for 3 epochs, docs/losses.md#parseval-training).
   ``model.parseval_renorm`` records the choice.
 * **Orthogonality retraction**: ``W <- (1 + beta) W - beta W W^T W`` on every parameter with
   ndim > 1 reshaped to [out, -1] (all convolutions incl. 1x1 shortcuts, and Linear weights),

@@ -91,10 +91,15 @@ def list_cmd(
                 else:
                     console.print(f"[bold]{entry.name}[/]: no options (see "
                                   f"docs/losses.md#{entry.name})", highlight=False)
+            console.print()
+            console.print("[bold]--parseval[/]: Parseval training with any loss "
+                          "(rbg train --parseval --parseval-beta 0.01); see "
+                          "docs/losses.md#parseval-training", highlight=False)
         if name == "perturbations" and what == "perturbations":
             for entry in entries:
                 console.print()
                 if dataclasses.fields(entry.factory.Settings):
                     console.print(_settings_table(entry.factory))
                 else:
-                    console.print(f"[bold]{entry.name}[/]: no settings", highlight=False)
+                    console.print(f"[bold]{entry.name}[/]: no settings (see "
+                                  f"docs/perturbations.md#{entry.name})", highlight=False)

@@ -1,11 +1,11 @@
 """Similarity graphs, Laplacians and label-signal smoothness (shared by losses and diagnostics).
 
-For a batch of b representations r_i (flattened), LapNet (Lassance et al., arXiv 1805.10133,
-METHODS.md section 3.1) builds the cosine graph ``M_ij = <r_i/|r_i|, r_j/|r_j|>``, sparsifies
-it by symmetric k-NN (eq. 1), takes ``L = D - A`` and measures the smoothness of the one-hot
-label signals ``S`` (b x C) as ``sigma = tr(S^T L^m S)`` (eq. 4 in trace form).
+For a batch of b representations r_i (flattened), LapNet (Lassance et al., arXiv 1805.10133;
+docs/losses.md#label-smoothness) builds the cosine graph ``M_ij = <r_i/|r_i|, r_j/|r_j|>``,
+sparsifies it by symmetric k-NN (eq. 1), takes ``L = D - A`` and measures the smoothness of the
+one-hot label signals ``S`` (b x C) as ``sigma = tr(S^T L^m S)`` (eq. 4 in trace form).
 
-Costs follow METHODS.md section 9.6: the cosine graph is one Gram matrix of the raw features
+The fastest form measured is used: the cosine graph is one Gram matrix of the raw features
 normalised on the b x b matrix, and ``L^m`` is never formed: ``L X = d * X - A X`` is applied
 ``floor(m/2)`` times to S (b x C), so ``tr(S^T L^m S)`` is ``|L^h S|_F^2`` (m = 2h) or
 ``<L^h S, L^(h+1) S>`` (m = 2h + 1).
@@ -112,7 +112,7 @@ def normalize_gram(gram: torch.Tensor) -> torch.Tensor:
 def cosine_similarity(features: torch.Tensor) -> torch.Tensor:
     """Cosine similarity of the flattened rows of ``features`` (b x ...) -> b x b.
 
-    Computed as ``G / (n n^T)`` with ``G = R R^T`` (the fast form of METHODS.md section 9.6):
+    Computed as ``G / (n n^T)`` with ``G = R R^T`` (the fastest form measured):
     one Gram matrix of the raw features, normalised on the b x b matrix.
     """
     return normalize_gram(gram_matrix(features))
@@ -136,8 +136,8 @@ def similarity(features: torch.Tensor, kind: str = "cosine", alpha: float = 1.0)
 
     Args:
         features: b x ... representations.
-        kind: ``cosine`` (signed), ``cosine_clamped`` (negatives set to 0, GSL default of
-            METHODS.md section 2.2) or ``rbf_normalized``: ``exp(-alpha |u_i - u_j|^2)`` on the
+        kind: ``cosine`` (signed), ``cosine_clamped`` (negatives set to 0, GSL default,
+            docs/losses.md#gsl) or ``rbf_normalized``: ``exp(-alpha |u_i - u_j|^2)`` on the
             L2-normalised rows, i.e. ``exp(-2 alpha (1 - cos))``.
         alpha: RBF bandwidth, used by ``rbf_normalized`` only.
     """
@@ -218,7 +218,7 @@ def label_smoothness(
     k: int | None = None,
 ) -> torch.Tensor:
     """Smoothness ``sigma = tr(S^T L^m S)`` of the label signals on the cosine k-NN graph of
-    ``features`` (LapNet eq. 4, trace form; METHODS.md section 3.1). Differentiable scalar.
+    ``features`` (LapNet eq. 4, trace form; docs/losses.md#label-smoothness). Differentiable scalar.
 
     For m = 1 it is the sum of the edge weights between differently-labelled nodes (ordered
     pairs); for m = 2 it is ``|L S|_F^2``.

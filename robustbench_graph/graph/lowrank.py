@@ -1,8 +1,8 @@
 """Label smoothness on dense cosine graphs without forming the b x b graph (low-rank form).
 
 The full cosine graph of b flattened representations R (b x F) is ``A = N^-1 R R^T N^-1``
-with ``N = diag(max(|r_i|, 1e-12))`` (LapNet, arXiv 1805.10133, section 3.1; METHODS.md
-section 3.1 with ``k = b``). Smoothness needs A only through products ``A X`` with a few
+with ``N = diag(max(|r_i|, 1e-12))`` (LapNet, arXiv 1805.10133, section 3.1, with ``k = b``;
+docs/losses.md#label-smoothness). Smoothness needs A only through products ``A X`` with a few
 signals X (b x k, k = C + 1 for ``[S, 1]``: the labels and the degree vector), and
 
     A X = N^-1 R (R^T (N^-1 X))

@@ -1,7 +1,7 @@
 """Per-layer label-signal smoothness of trained runs (LapNet Fig. 3; arXiv 1805.10133 eq. 4).
 
 For each post-ReLU tap l of a model and each Laplacian power m, ``sigma^l = tr(S^T L^m S)`` on
-the full cosine graph of the tap's flattened activations (METHODS.md section 3.1), averaged
+the full cosine graph of the tap's flattened activations (docs/losses.md#label-smoothness), averaged
 over consecutive test batches of 100 images. Only full batches are used (the raw sigma grows
 like b^(m+1)), unless the test set is smaller than one batch. The test set is first shuffled
 by a fixed seed: some test splits are sorted by class (mnist5k), and a one-class batch has

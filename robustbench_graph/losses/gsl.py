@@ -1,19 +1,20 @@
 """Graph Smoothness Loss (GSL): smoothness of the label signals on the output graph.
 
 Bontonou et al., *Introducing Graph Smoothness Loss for Training Deep Learning Architectures*,
-arXiv 1905.00301. Only the abstract is available, so this is the RECONSTRUCTION of METHODS.md
-section 2.2, anchored on the same group's LapNet code: for the outputs y_i = f(x_i) of a batch,
+arXiv 1905.00301. Only the abstract is available, so this is a RECONSTRUCTION
+(docs/losses.md#gsl), anchored on the same group's LapNet code: for the outputs y_i = f(x_i) of
+a batch,
 
     W_ij = sim(y_i, y_j),  A = W * KNN_k(W),  L = D - A
     loss = tr(S^T L^m S) / |{(i, j): y_i != y_j}|   (m = 1: mean inter-class similarity)
 
-with no cross-entropy. Defaults follow the measurements of section 9.3: clamped cosine
+with no cross-entropy. Defaults follow our measurements on mnist5k: clamped cosine
 (signed cosine merges classes), full graph, m = 1, and gradient-norm clipping at 1.0 (without
 it the start-up collapses into parallel outputs). The clipping is done inside the loss
 (``clip``, on the loss's own gradient before it is returned), so a plain
 ``rbg train --loss gsl`` trains; ``-o clip=none`` leaves it to ``--grad-clip``.
 
-Prediction (section 2.3, [R]): the head becomes a :class:`CentroidHead`, whose logits are
+Prediction ([R], docs/losses.md#gsl): the head becomes a :class:`CentroidHead`, whose logits are
 ``tau * cos(f(x), mu_c)`` with mu_c the mean L2-normalised output of class c on the clean
 training set (computed by :meth:`GraphSmoothnessLoss.finish`; a running mean stands in during
 training). The logits are differentiable, so every attack applies. :func:`knn_accuracy` is
@@ -115,7 +116,7 @@ class GraphSmoothnessLoss(TrainingLoss):
     class Options:
         """similarity: cosine_clamped | cosine_signed | rbf_normalized; alpha: RBF bandwidth;
         k: k-NN neighbours (None: full graph); m: Laplacian power; tau: logit scale of the
-        centroid head (10, METHODS 9.3); clip: gradient-norm clipping inside the loss (None:
+        centroid head (10, docs/losses.md#gsl); clip: gradient-norm clipping inside the loss (None:
         off); out_dim: output dimension d (None: number of classes)."""
 
         similarity: str = setting(
@@ -123,8 +124,10 @@ class GraphSmoothnessLoss(TrainingLoss):
         alpha: float = setting(1.0, "RBF bandwidth (rbf_normalized only)")
         k: int | None = setting(None, "k-NN neighbours of the graph (none: the full graph)")
         m: int = setting(1, "power of the Laplacian")
-        tau: float = setting(10.0, "logit scale of the nearest-centroid head")
-        clip: float | None = setting(1.0, "gradient-norm clipping inside the loss (none: off)")
+        tau: float = setting(10.0, "logit scale of the nearest-centroid head (the logits "
+                                   "attacks see; predictions do not change)")
+        clip: float | None = setting(1.0, "gradient-norm clipping inside the loss (none: off; "
+                                          "--grad-clip then applies)")
         out_dim: int | None = setting(None, "output dimension (none: the number of classes)")
 
         def validate(self) -> None:
@@ -179,7 +182,7 @@ class GraphSmoothnessLoss(TrainingLoss):
     def final_metrics(self, model: TappedModel, train: ImageData, test: ImageData,
                       device: torch.device) -> dict[str, float]:
         """The k-NN (k = 10, cosine) clean test accuracy, a cross-check of the centroid head
-        (METHODS.md section 2.3)."""
+        (docs/losses.md#gsl)."""
         return {"knn_accuracy": knn_accuracy(model, train, test, device=device)}
 
 
@@ -206,7 +209,7 @@ def output_embeddings(model: TappedModel, data: ImageData, batch_size: int = 100
 def knn_accuracy(model: TappedModel, train: ImageData, test: ImageData, *, k: int = 10,
                  batch_size: int = 1000, device: torch.device | str = "cpu") -> float:
     """Clean test accuracy of the k-NN rule (cosine, majority vote, ties to the larger
-    summed similarity) on the outputs of the training set (METHODS.md section 2.3)."""
+    summed similarity) on the outputs of the training set (docs/losses.md#gsl)."""
     ref = F.normalize(output_embeddings(model, train, batch_size, device), dim=1)
     qry = F.normalize(output_embeddings(model, test, batch_size, device), dim=1)
     num_classes = int(train.labels.max()) + 1

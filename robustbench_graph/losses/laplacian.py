@@ -1,7 +1,7 @@
 """LapNet's regulariser: cross-entropy plus the mean smoothness gap between post-ReLU taps.
 
 Lassance, Gripon, Ortega, *Laplacian Networks: Bounding Indicator Function Smoothness for
-Neural Networks Robustness*, arXiv 1805.10133, eqs. (5) and (9); METHODS.md section 3.2::
+Neural Networks Robustness*, arXiv 1805.10133, eqs. (5) and (9); docs/losses.md#laplacian::
 
     delta^l = | sigma^l - sigma^(l-1) |,   Delta = mean over the d - 1 consecutive gaps
     loss    = CE + gamma^m * Delta
@@ -10,7 +10,7 @@ Neural Networks Robustness*, arXiv 1805.10133, eqs. (5) and (9); METHODS.md sect
 
 * ``normalize=none``: the paper's raw sigma. Its size grows like b^(m+1) (mean cosine)^m, so
   the paper's gamma = 0.01 (weight 1e-4), calibrated on CIFAR-10 / PreActResNet18, diverges on
-  mnist5k / smallcnn (METHODS.md section 9.1).
+  mnist5k / smallcnn (docs/losses.md#laplacian).
 * ``normalize=batch`` (default): sigma / b^(m+1), i.e. the smoothness of the Laplacian of
   ``A / b`` averaged over the b nodes. It lies in [0, ~1] whatever the batch size; at b = 100
   and m = 2, gamma_batch = 1000 * gamma_raw (the paper's 0.01 is 10 here).
@@ -161,7 +161,7 @@ def regulariser(
                "taps (arXiv 1805.10133 eq. 9); scale-free sigma/b^(m+1) by default, "
                "normalize=none gamma=0.01 is the paper's raw form")
 class LaplacianLoss(TrainingLoss):
-    """Cross-entropy plus the smoothness-gap regulariser (METHODS.md section 3.2)."""
+    """Cross-entropy plus the smoothness-gap regulariser (docs/losses.md#laplacian)."""
 
     @dataclass(frozen=True)
     class Options:
@@ -175,9 +175,11 @@ class LaplacianLoss(TrainingLoss):
         only) or "auto" (by thresholds measured on one CPU; module docstring)."""
 
         gamma: float | None = setting(
-            None, "Laplacian scale; weight gamma^m (none: the default of the normalisation)")
-        m: int = setting(2, "power of the Laplacian")
-        k: int | None = setting(None, "k-NN neighbours of the graph (none: the full graph)")
+            None, "Laplacian scale; weight gamma^m (none: 0.01 with normalize=none, else the "
+                  "model's: 10 on preactresnet18, 1 on the others)")
+        m: int = setting(2, "power of the Laplacian (LapNet: 2)")
+        k: int | None = setting(
+            None, "k-NN neighbours of the graph (none: the full graph, LapNet's k = b)")
         taps: str = setting("all", "ReLU taps regularised: all, or comma-separated tap indices")
         normalize: str = setting(
             "batch", "batch: sigma / b^(m+1) (scale-free); none: the paper's raw sigma")

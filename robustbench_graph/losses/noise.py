@@ -2,9 +2,9 @@
 
 All four losses see a noisy view ``clip(x + sigma * eps, 0, 1)`` of the batch, with
 ``eps ~ N(0, I)`` fresh per sample per step from torch's global RNG (seeded by ``rbg train``)
-and ``sigma`` in [0, 1] pixel units (METHODS.md section 5). Unlike the paper, where the clean
-and noisy views are augmented independently (section 5.1), here both views share the
-augmentation the training loop applied: the noise is the only difference between them.
+and ``sigma`` in [0, 1] pixel units (docs/losses.md#lmd-noise). Unlike the paper, where the
+clean and noisy views are augmented independently, here both views share the augmentation the
+training loop applied: the noise is the only difference between them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def noisy_view(images: torch.Tensor, sigma: float) -> torch.Tensor:
 def clean_and_noisy(
     model: TappedModel, images: torch.Tensor, labels: torch.Tensor, sigma: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Two forward passes (separate batch statistics, as section 5.1): clean features, noisy
+    """Two forward passes (separate batch statistics, as the paper's code): clean features, noisy
     features, clean logits and the cross-entropy on the clean images."""
     feats = model.features(images)
     noisy = model.features(noisy_view(images, sigma))
@@ -54,9 +54,11 @@ class NoiseOptions:
 
 @dataclass(frozen=True)
 class LMDNoiseOptions(LMDOptions):
-    """LMD's options with LMD-Noise's defaults (section 5.1): ``delta_dist`` 5, ``sigma`` 0.06."""
+    """LMD's options with LMD-Noise's defaults: ``delta_dist`` 5, ``sigma`` 0.06
+    (docs/losses.md#lmd-noise)."""
 
-    delta_dist: float = setting(5.0, "margin: wanted distance of class means to the boundaries")
+    delta_dist: float = setting(5.0, "margin: wanted distance of class means to the "
+                                     "boundaries (noise paper's code: 5)")
     sigma: float = setting(0.06, "std of the input noise, in [0, 1] pixel units")
 
     def validate(self) -> None:
@@ -67,7 +69,7 @@ class LMDNoiseOptions(LMDOptions):
 @register_loss("lmd-noise", "LMD with Gaussian noise injection: CE on clean images, noisy "
                f"features pulled into the clean class-centre balls (Nguyen et al., {PAPER})")
 class LMDNoise(LargeMarginDiscriminative):
-    """LMD-Noise (arXiv 2405.18499 v3, METHODS.md section 5.1)::
+    """LMD-Noise (arXiv 2405.18499 v3, docs/losses.md#lmd-noise)::
 
         L = CE(clean) + lam * (alpha * L_align+compact + beta * L_margin + gamma_reg * L_reg)
 
@@ -90,7 +92,7 @@ class LMDNoise(LargeMarginDiscriminative):
 @register_loss("noisy", f"cross-entropy on Gaussian-noised images only; LMD-Noise baseline "
                f"(Nguyen et al., {PAPER})")
 class NoisyCE(TrainingLoss):
-    """Baseline "Noisy" of arXiv 2405.18499 v3 (section 5.2): CE on the noisy view only.
+    """Baseline "Noisy" of arXiv 2405.18499 v3 (docs/losses.md#noisy): CE on the noisy view only.
     The returned logits (and so the logged training accuracy) are the noisy ones."""
 
     Options = NoiseOptions
@@ -105,7 +107,7 @@ class NoisyCE(TrainingLoss):
 @register_loss("both", f"cross-entropy on clean and Gaussian-noised images in one pass; "
                f"LMD-Noise baseline (Nguyen et al., {PAPER})")
 class BothCE(TrainingLoss):
-    """Baseline "Both" of arXiv 2405.18499 v3 (section 5.2): CE over the concatenation
+    """Baseline "Both" of arXiv 2405.18499 v3 (docs/losses.md#both): CE over the concatenation
     ``[clean; noisy]`` in one forward pass of 2B images. Returns the clean logits."""
 
     Options = NoiseOptions
@@ -120,7 +122,7 @@ class BothCE(TrainingLoss):
 
 @dataclass(frozen=True)
 class StabilityOptions(NoiseOptions):
-    weight: float = setting(1.0, "weight of the feature-stability term")
+    weight: float = setting(1.0, "weight of the clean-noisy feature distance (paper's code: 1)")
 
     def validate(self) -> None:
         super().validate()
@@ -131,7 +133,7 @@ class StabilityOptions(NoiseOptions):
 @register_loss("stability", f"CE + L2 distance of clean and Gaussian-noised penultimate "
                f"features; LMD-Noise baseline (Nguyen et al., {PAPER})")
 class StabilityTraining(TrainingLoss):
-    """Baseline "Stability" of arXiv 2405.18499 v3 (section 5.2)::
+    """Baseline "Stability" of arXiv 2405.18499 v3 (docs/losses.md#stability)::
 
         L = CE(clean) + weight * (1/B) sum_i ||f_i - f~_i||_2
 

@@ -1,6 +1,6 @@
 """Stationary Point (SP) losses: Gao et al., arXiv 2302.09575 — a RECONSTRUCTION.
 
-The paper's formula could not be retrieved (METHODS.md section 6.2). This reconstruction
+The paper's formula could not be retrieved (docs/losses.md#sp). This reconstruction
 has the stated property, a stationary point on the correct side (p* > 1/2), with
 ``p = softmax(z)_y``::
 
@@ -96,7 +96,7 @@ class SPOptions:
 
 @dataclass(frozen=True)
 class SPFocalOptions(SPOptions):
-    gamma: float = setting(2.0, "focal exponent")
+    gamma: float = setting(2.0, "focal exponent g of the base loss -(1-p)^g log p")
 
     def validate(self) -> None:
         super().validate()
@@ -134,7 +134,7 @@ class StationaryPointLoss(TrainingLoss):
 @register_loss("sp", "stationary-point loss -log p - lam*log(1-p), stationary at p = p_star "
                "(RECONSTRUCTION of Gao et al., arXiv 2302.09575)")
 class StationaryPointCE(StationaryPointLoss):
-    """SP-CE (reconstruction of arXiv 2302.09575, METHODS.md section 6.2)::
+    """SP-CE (reconstruction of arXiv 2302.09575, docs/losses.md#sp)::
 
         L = -log p - lam * log(1 - p),   lam = (1 - p*) / p*
 
@@ -149,7 +149,8 @@ class StationaryPointCE(StationaryPointLoss):
 @register_loss("sp-focal", "stationary-point focal loss -(1-p)^g log p - lam*p^g log(1-p), "
                "stationary at p = p_star (RECONSTRUCTION of Gao et al., arXiv 2302.09575)")
 class StationaryPointFocal(StationaryPointLoss):
-    """SP-focal (reconstruction of arXiv 2302.09575 and its ICLR'23 precursor, section 6.2)::
+    """SP-focal (reconstruction of arXiv 2302.09575 and its ICLR'23 precursor;
+    docs/losses.md#sp-focal)::
 
         L = -(1 - p)^g log p - lam * p^g log(1 - p),   g = gamma (default 2)
 

@@ -2,14 +2,16 @@
 
 Every model takes images in [0, 1] and normalises inside itself (``Normalize``), so attacks
 and noise work in pixel space. ``forward_normalized`` skips that step, for perturbations
-defined after normalisation (LapNet's "FGSM after normalisation", METHODS.md section 1.3).
+defined after normalisation (LapNet's "FGSM after normalisation",
+docs/perturbations.md#fgsm-after-norm).
 
 Named taps (lists of modules whose forward outputs are the tapped tensors):
 
-* ``relu_taps``: every post-ReLU activation, in order (graph losses, METHODS.md section 3.1);
-* ``block_taps``: the output of each block (test-time dropout, section 1.6);
+* ``relu_taps``: every post-ReLU activation, in order (graph losses,
+  docs/losses.md#label-smoothness);
+* ``block_taps``: the output of each block (test-time dropout, docs/perturbations.md#dropout);
 * ``features`` / ``head``: the penultimate feature and the classifier on top of it
-  (margin losses, section 4.1);
+  (margin losses, docs/losses.md#lmd);
 * ``input_layer``: the first convolution (every path from the input passes through its output).
 
 What a model declares about itself (class attributes and properties, not guessed by callers):

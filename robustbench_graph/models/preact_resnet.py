@@ -1,4 +1,4 @@
-"""PreActResNet18 as in the LapNet code (METHODS.md section 3.4).
+"""PreActResNet18 as in the LapNet code (docs/models.md#preactresnet18).
 
 Stem conv3x3 with no BN/ReLU; 8 pre-activation blocks of widths
 [w, w, 2w/s2, 2w, 4w/s2, 4w, 8w/s2, 8w]; head ReLU (no final BN), global average pooling,

@@ -1,4 +1,4 @@
-"""ResNet18 of the LMD papers (METHODS.md section 4.1/4.3).
+"""ResNet18 of the LMD papers (docs/models.md#resnet18).
 
 BasicBlock [2, 2, 2, 2] with a 3x3 stem and no max-pool; global average pooling, ReLU,
 Linear(8w, feature_dim) (the penultimate feature, no activation after it), Linear(feature_dim, C).

@@ -1,6 +1,6 @@
 """A small CNN: conv(w)-pool-conv(2w)-pool-fc(feature_dim)-fc(C), ReLU, no batch-norm.
 
-The network of the mnist5k measurements in METHODS.md section 9 (conv32-conv64-fc128-fc10).
+The network of our mnist5k measurements (conv32-conv64-fc128-fc10; docs/models.md#smallcnn).
 """
 
 from __future__ import annotations

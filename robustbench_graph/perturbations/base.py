@@ -6,7 +6,7 @@ A perturbation family is one module with one :class:`Perturbation` subclass, reg
 * ``Settings``: a frozen dataclass of its settings, each field with its meaning
   (:func:`robustbench_graph.settings.setting`); ``presets`` overrides defaults per dataset
   family (``grey``: one-channel images such as MNIST, ``colour``: CIFAR-like), because the
-  papers' budgets are too weak for MNIST (METHODS.md 9.5);
+  papers' budgets are too weak for MNIST (docs/perturbations.md);
 * ``sweep``: the settings field (a tuple), or fields, that expand into one *cell* per value,
   the strength axis of a curve (``snr_db``, ``p``, ``eps``); ``sweep_param`` and
   ``sweep_value`` name a cell's param and value where they are not the field and its number;
@@ -31,7 +31,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, final
@@ -148,15 +148,28 @@ class EvalContext:
     device: torch.device
     run: str
     batch_size: int = 200
+    # Where each image of ``data`` is in the test split (``data`` may be a subset of it, e.g.
+    # under --samples); None: ``data`` is the whole split.
+    test_indices: torch.Tensor | None = None
     # Per-image values a family keeps, by cell key: a table of robustbench_graph.per_image
-    # columns, written beside the results by the attack driver.
-    kept: dict[tuple, Any] = field(default_factory=dict)
+    # columns, written beside the results by the attack driver (keep_per_image).
+    kept: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     # Called with (units done, units in the cell) as a cell's batches finish (for progress).
-    progress: Any = None
+    progress: Callable[[int, int], None] | None = None
 
     def advance(self, done: int, total: int) -> None:
+        """Report ``done`` of ``total`` units (batches, over every repeat) of the cell."""
         if self.progress is not None:
             self.progress(done, total)
+
+    def keep_per_image(self, cell: Cell, table: Any) -> None:
+        """Keep a table of per-image values of ``cell`` (the columns of
+        :data:`robustbench_graph.per_image.COLUMNS`), written beside its results."""
+        self.kept[cell.key] = table
+
+    def test_index(self, rows: torch.Tensor) -> torch.Tensor:
+        """The test-split indices of rows of ``data`` (for per-image files)."""
+        return rows if self.test_indices is None else self.test_indices[rows]
 
     def n_batches(self, count: int | None = None) -> int:
         return max(1, math.ceil((len(self.data) if count is None else count) / self.batch_size))

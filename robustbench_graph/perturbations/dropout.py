@@ -1,4 +1,4 @@
-"""Test-time inverted dropout after each block (LapNet Fig. 6; METHODS.md section 1.6).
+"""Test-time inverted dropout after each block (LapNet Fig. 6; docs/perturbations.md#dropout).
 
 Batch-norm stays in eval mode; dropout with rate p (survivors scaled by 1/(1-p)) is applied to
 the output of the model's block taps (``model.block_taps``): all of them by default, or those

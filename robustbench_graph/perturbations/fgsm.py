@@ -1,4 +1,4 @@
-"""FGSM at a target SNR, before or after input normalisation (LapNet Fig. 5; METHODS.md 1.3).
+"""FGSM at a target SNR, before or after input normalisation (LapNet Fig. 5; docs/perturbations.md).
 
 With the true label y and u the input (raw x in [0, 1], or Norm(x)):
 g = grad_u CE(f(u), y);  eps_i = ||u_i|| / (sqrt(D) 10^(SNR/20));  u_adv = u + eps_i sign(g),

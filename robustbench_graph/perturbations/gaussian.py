@@ -1,4 +1,4 @@
-"""Additive Gaussian noise at a target SNR (LapNet Fig. 4; METHODS.md sections 1.1-1.2).
+"""Additive Gaussian noise at a target SNR (LapNet Fig. 4; docs/perturbations.md#gaussian).
 
 SNR_dB(x, n) = 20 log10(||x||_2 / ||n||_2) on the un-normalised [0, 1] image and the noise
 before clipping. The per-pixel noise std is calibrated so that the expected mean SNR over the
@@ -65,7 +65,7 @@ class GaussianSettings:
         require(0 < self.draws <= 100_000, f"draws must be in 1..100000, got {self.draws}")
 
 
-# MNIST-like sets: the papers' budgets cost CE under 1 point there (METHODS.md 9.5).
+# MNIST-like sets: the papers' budgets cost CE under 1 point there (docs/perturbations.md#gaussian).
 # One-channel images: 20 to 5 dB cost CE under one point on mnist5k; the grid goes on until it
 # breaks (measured, CE, smallcnn, 5 epochs, seeds 0/1: 0 dB 91.8/96.0%, -5 dB 46.4/64.4%,
 # -10 dB 16.6/23.9% against 97.2/97.9% clean; docs/perturbations.md#gaussian).

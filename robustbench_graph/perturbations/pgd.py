@@ -1,4 +1,4 @@
-"""Projected gradient descent (Madry et al., ICLR 2018; LapNet's code, METHODS.md 1.5).
+"""Projected gradient descent (Madry et al., ICLR 2018; LapNet's code, docs/perturbations.md#pgd).
 
 Untargeted, on [0, 1] images, the cross-entropy summed over the batch ascended from x0 (or a
 uniform random point of the ball): each of ``steps`` iterations takes the input gradient g,

@@ -1,4 +1,5 @@
-"""Weight quantisation with a per-layer power-of-two scale (LapNet Fig. 6; METHODS.md 1.7).
+"""Weight quantisation with a per-layer power-of-two scale (LapNet Fig. 6;
+docs/perturbations.md#quantize).
 
 For every Conv2d and Linear weight: M = max|w|, n = min{n >= 0 : M 2^n >= 1},
 v = 2^(bits - 2 + n), w_q = trunc(w v) / v with the integers clamped to
@@ -31,7 +32,7 @@ from .base import (
 
 
 def power_of_two_scale(weight: torch.Tensor, bits: int) -> float:
-    """The scale v of a weight tensor (METHODS.md 1.7)."""
+    """The scale v of a weight tensor (docs/perturbations.md#quantize)."""
     peak = float(weight.detach().abs().max())
     n = 0
     if 0 < peak < 1:

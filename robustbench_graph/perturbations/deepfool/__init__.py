@@ -1,5 +1,5 @@
 """DeepFool minimal perturbations (Moosavi-Dezfooli et al., CVPR 2016; LapNet Fig. 5 right;
-METHODS.md section 1.4).
+docs/perturbations.md#deepfool).
 
 The model is attacked in [0, 1] pixel space (bounds (0, 1), normalisation inside the model)
 with minimal perturbations on a test subset (``samples``, default 1,000, chosen by
@@ -174,9 +174,9 @@ class DeepFool(Perturbation):
         # infinite where the attack failed; robust accuracy at eps is mean(distance > eps).
         distance = torch.where(success, dist, torch.full_like(dist, math.inf))
         distance[~correct] = 0.0
-        ctx.kept[cell.key] = pd.DataFrame({"image": idx.numpy(),
-                                           "label": torch.cat(labels).numpy(),
-                                           "distance": distance.numpy()})
+        ctx.keep_per_image(cell, pd.DataFrame({"image": ctx.test_index(idx).numpy(),
+                                               "label": torch.cat(labels).numpy(),
+                                               "distance": distance.numpy()}))
         nan = math.nan
         per_dim_n = n_wrong + n_success
         rows = [
