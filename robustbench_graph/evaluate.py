@@ -4,10 +4,13 @@ For each run, the suite is resolved for the run's dataset family and expanded in
 A cell already in ``results.csv`` under the same settings fingerprint is reused; under other
 settings it is refused (naming what differs) unless ``overwrite``, which recomputes it. Each
 finished cell is written under a per-run file lock: its settings into ``attack.json``, then
-its rows into ``results.csv`` in one atomic write that replaces any earlier rows of the cell.
+its per-image values where the family keeps any (DeepFool's minimal distances,
+``per_image/``, :mod:`robustbench_graph.per_image`), then its rows into ``results.csv`` in one
+atomic write that replaces any earlier rows of the cell.
 An interrupted attack loses at most the cell in flight and never an earlier result; two
 processes on the same runs never corrupt or duplicate results. The core never prints;
-progress goes to ``on_event``.
+progress goes to ``on_event``: each cell's start, its batches as they finish (``progress``,
+across every repeat) and its end with the headline value.
 """
 
 from __future__ import annotations

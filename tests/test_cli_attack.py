@@ -70,6 +70,28 @@ def test_attack_whole_suite_tidy_and_idempotent(runs):
     assert (next(runs.glob("*seed0")) / "results.csv").read_bytes() == before
 
 
+def test_one_summary_per_invocation_and_per_image_indices_under_samples(runs):
+    """One summary table for the whole invocation (a row per run); DeepFool's per-image file
+    indexes the test split also under --samples."""
+    from robustbench_graph.config import ImageSubset
+    from robustbench_graph.per_image import read_per_image
+
+    result = cli("attack", "--runs", runs, "--suite", "clean,gaussian,quantize,deepfool",
+                 "--samples", "60", "-p", "gaussian.draws=1", "-p", "deepfool.samples=20",
+                 "-p", "deepfool.steps=5", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    out = result.output.splitlines()
+    assert sum("cells computed" in ln for ln in out) == 1  # one summary, not one per run
+    assert sum(ln.startswith("results: ") for ln in out) == 2  # one line per run
+    seed0 = next(runs.glob("*seed0"))
+    table = pd.read_csv(seed0 / "results.csv")
+    fool = table[table.perturbation == "deepfool"]
+    kept = read_per_image(seed0, "deepfool", "norm", 2.0, fool.settings.iloc[0])
+    outer = ImageSubset(60, "spaced").indices(len_test(seed0))
+    inner = ImageSubset(20, "spaced").indices(60)
+    assert kept["image"].tolist() == [outer[i] for i in inner]
+
+
 def test_same_command_twice_gives_identical_results(runs, tmp_path):
     other = tmp_path / "again"
     shutil.copytree(runs, other)

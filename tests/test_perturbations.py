@@ -264,3 +264,67 @@ def test_deepfool_linf_cell(digits_run):
     rows = {r.metric: r for r in family.measure(cells[1], ctx)}
     assert set(rows) == {"mean_linf", "median_linf", "success_rate"}
     assert 0 < rows["median_linf"].value < 1
+
+
+# --- Progress and per-image hooks -----------------------------------------------------------
+def test_progress_reports_every_batch_of_every_repeat():
+    ctx = _toy_context(n=64)  # 4 batches of 16
+    calls = []
+    ctx.progress = lambda done, total: calls.append((done, total))
+    _measure("dropout", 0.25, ctx, repeats=3)
+    assert calls == [(i, 12) for i in range(1, 13)]
+    calls.clear()
+    _measure("pgd", 0.01, ctx, steps=2)
+    assert calls == [(i, 4) for i in range(1, 5)]
+
+
+def test_deepfool_keeps_each_images_minimal_distance(digits_run):
+    """distance: 0 where misclassified when clean, inf where the attack failed, else the
+    norm of the successful perturbation, so robust accuracy at eps is mean(distance > eps)."""
+    pytest.importorskip("robustbench_graph.perturbations.deepfool.native")
+    from robustbench_graph import load_dataset
+
+    run = load_run(digits_run)
+    test = load_dataset("digits", False)
+    chosen = torch.arange(0, len(test), 3)  # as under --samples: a subset of the test split
+    ctx = EvalContext(run.model, test.subset(chosen), CPU, run.name, batch_size=16,
+                      test_indices=chosen)
+    calls = []
+    ctx.progress = lambda done, total: calls.append((done, total))
+    family = _family("deepfool", samples=40, steps=1)  # 1 step: many attacks fail
+    (cell,) = family.cells(ImageSubset())
+    rows = {r.metric: r for r in family.measure(cell, ctx)}
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+    kept = ctx.kept[cell.key]
+    rows_in_subset = ImageSubset(40, "spaced").indices(len(chosen))
+    assert kept["image"].tolist() == chosen[rows_in_subset].tolist()  # test-split indices
+    x, y = test.float(kept["image"].tolist()), test.labels[kept["image"].tolist()]
+    assert kept["label"].tolist() == y.tolist()
+    with torch.no_grad():
+        clean_acc = float((run.model(x).argmax(1) == y).double().mean())
+    distance = torch.tensor(kept["distance"].to_numpy())
+    assert float((distance > 0).double().mean()) == pytest.approx(clean_acc, abs=1e-12)
+    finite = distance[(distance > 0) & distance.isfinite()]
+    ok = rows["success_rate"]
+    assert len(finite) == round(ok.value * ok.n) == rows["mean_l2"].n
+    assert (distance == math.inf).sum() > 0  # the curve keeps failed attacks as robust
+    assert float(finite.mean()) == pytest.approx(rows["mean_l2"].value, rel=1e-9)
+
+
+def test_per_image_file_round_trip(tmp_path):
+    import pandas as pd
+
+    from robustbench_graph.per_image import per_image_path, read_per_image, write_per_image
+
+    table = pd.DataFrame({"image": [0, 10, 20], "label": [3, 1, 4],
+                          "distance": [0.0, 0.1234567891, math.inf]})
+    path = per_image_path(tmp_path, "deepfool", "norm", 2.0, "abc123abc123")
+    assert path == tmp_path / "per_image" / "deepfool-norm=2-abc123abc123.csv"
+    assert read_per_image(tmp_path, "deepfool", "norm", 2.0, "abc123abc123") is None
+    write_per_image(path, table)
+    back = read_per_image(tmp_path, "deepfool", "norm", 2.0, "abc123abc123")
+    assert back["image"].tolist() == [0, 10, 20] and back["label"].tolist() == [3, 1, 4]
+    assert back["distance"].tolist() == pytest.approx([0.0, 0.1234567891, math.inf])
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+    path.write_text("a,b\n1,2\n")
+    assert read_per_image(tmp_path, "deepfool", "norm", 2.0, "abc123abc123") is None

@@ -10,13 +10,17 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..config import TrainConfig, parse_seeds
+from ..config import GREY_SCHEDULE, LAPNET_SCHEDULE, SCHEDULE_PRESETS, TrainConfig, parse_seeds
 from ..errors import RbgError
 from .console import console, err_console, guarded
 from .options import ensure_writable_dir, parse_int_list, parse_key_values
 
 if TYPE_CHECKING:
     from ..train import RunOutcome
+
+# The dataset-dependent schedule defaults as the help states them (config.SCHEDULE_PRESETS).
+_GREY, _LAPNET = GREY_SCHEDULE, LAPNET_SCHEDULE
+_GREY_SETS = ", ".join(n for n, v in SCHEDULE_PRESETS.items() if v == GREY_SCHEDULE)
 
 
 @guarded
@@ -27,21 +31,23 @@ def train(
     loss_option: Annotated[list[str] | None, typer.Option(
         "--loss-option", "-o",
         help="Loss option key=value (repeatable), e.g. -o gamma=0.001; every option with its "
-             "default and meaning: rbg list losses.")
+             "default and meaning: rbg list losses \\[default: the loss's defaults].")
     ] = None,
     seeds: Annotated[str, typer.Option(help="Seeds: 0-9, 0,3,5 or 0-2,7.")] = "0",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 100,
     lr: Annotated[float | None, typer.Option(
-        help="Initial learning rate \\[default: per dataset: 0.05 for MNIST-like sets, "
-             "0.1 (LapNet) otherwise].")] = None,
+        help=f"Initial learning rate \\[default: per dataset: {_GREY[0]:g} for the MNIST-like "
+             f"sets ({_GREY_SETS}), {_LAPNET[0]:g} (LapNet's CIFAR-10 recipe) otherwise].")
+    ] = None,
     lr_milestones: Annotated[str | None, typer.Option(
-        help="Epochs at which the lr is multiplied by --lr-factor, e.g. 50 or 60,120 "
-             "\\[default: per dataset: 80% of the epochs for MNIST-like sets, half-way "
-             "otherwise].")] = None,
+        help="Epochs after which the lr is multiplied by --lr-factor, e.g. 50 or 60,120 "
+             f"\\[default: one, at {_GREY[1]:.0%} of the epochs (rounded) for the MNIST-like "
+             f"sets, at {_LAPNET[1]:.0%} otherwise; none with too few epochs].")] = None,
     lr_factor: Annotated[float | None, typer.Option(
-        help="Learning-rate factor at each milestone \\[default: per dataset: 0.1 for "
-             "MNIST-like sets, 0.01 (0.1 -> 0.001, LapNet) otherwise].")] = None,
+        help=f"Learning-rate factor at each milestone \\[default: {_GREY[2]:g} for the "
+             f"MNIST-like sets, {_LAPNET[2]:g} ({_LAPNET[0]:g} -> {_LAPNET[0] * _LAPNET[2]:g}, "
+             "LapNet) otherwise].")] = None,
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
     weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 5e-4,
     augment: Annotated[bool, typer.Option(
