@@ -128,21 +128,17 @@ def _headline_text(e: CellEvent) -> str:
 def _summary_cells(table) -> dict[str, tuple[str, float, bool]]:  # noqa: ANN001
     """Per family: (setting, mean over repeats, percent) of its headline metric at its
     headline setting (the middle computed strength where that one was not computed)."""
-    from ..perturbations import PERTURBATIONS, family_class, suite_order
-    from ..report.headline import _dataset_family
+    from ..perturbations import family_class, suite_order
+    from ..report.headline import dataset_family_of, headline_strength
 
     out: dict[str, tuple[str, float, bool]] = {}
-    family = _dataset_family(str(table["dataset"].iloc[0])) if len(table) else None
+    family = dataset_family_of(str(table["dataset"].iloc[0])) if len(table) else None
     for name in suite_order():
-        if name not in PERTURBATIONS:
-            continue
         cls = family_class(name)
         rows = table[(table["perturbation"] == name) & (table["metric"] == cls.headline)]
         if rows.empty:
             continue
-        values = sorted(set(rows["param_value"]))
-        want = cls.headline_setting.get(family or "", values[(len(values) - 1) // 2])
-        value = want if want in values else values[(len(values) - 1) // 2]
+        value = headline_strength(name, family, sorted(set(rows["param_value"])))
         at = rows[rows["param_value"] == value]
         param = str(at["param"].iloc[0])
         label = "" if param == "none" else cls.describe_cell(param, value).split(", ", 1)[-1]

@@ -70,23 +70,25 @@ def _warn(lines: list[str]) -> None:
 def _fits(columns: list, width: int, name: int) -> list[list[int]]:
     """Column indices split into groups whose table fits ``width`` (the curve areas apart
     from the settings first, then as many as fit)."""
+    fixed = name + 8  # method and n columns, borders
+    widths = [max(5, *(len(line) for line in c.short)) + 2 for c in columns]
+    if fixed + sum(widths) <= width:
+        return [list(range(len(columns)))]
     groups: list[list[int]] = []
     kinds = [[j for j, c in enumerate(columns) if not c.is_area],
              [j for j, c in enumerate(columns) if c.is_area]]
     for kind in kinds:
         current: list[int] = []
-        used = name + 8  # method and n columns, borders
+        used = fixed
         for j in kind:
-            w = max(5, *(len(line) for line in columns[j].short)) + 2
-            if current and used + w > width:
+            if current and used + widths[j] > width:
                 groups.append(current)
-                current, used = [], name + 8
+                current, used = [], fixed
             current.append(j)
-            used += w
+            used += widths[j]
         if current:
             groups.append(current)
-    total = name + 8 + sum(max(5, *(len(x) for x in c.short)) + 2 for c in columns)
-    return [list(range(len(columns)))] if total <= width else groups
+    return groups
 
 
 def _render_headline(head: Headline, width: int) -> None:

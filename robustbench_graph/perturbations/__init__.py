@@ -31,6 +31,11 @@ def family_class(name: str) -> type[Perturbation]:
     return PERTURBATIONS.get(name).factory
 
 
+def family_title(name: str) -> str:
+    """The family as a reader names it: its ``title`` (the name for an unknown family)."""
+    return (family_class(name).title or name) if name in PERTURBATIONS else name
+
+
 def suite_order() -> list[str]:
     """Every registered family in suite order (cheap first)."""
     return sorted(PERTURBATIONS.names(), key=lambda n: (family_class(n).order, n))
@@ -78,4 +83,5 @@ def metric_info(perturbation: str, metric: str) -> Metric | None:
 
 __all__ = ["FAMILIES", "PERTURBATIONS", "Cell", "Draw", "EvalContext", "Measurement", "Metric",
            "Perturbation", "build_suite", "check_suite", "dataset_family", "family_class",
+           "family_title",
            "metric_info", "register_perturbation", "suite_names", "suite_order"]

@@ -95,6 +95,18 @@ def value_key(param_value: float) -> float | None:
     return None if math.isnan(value) else value
 
 
+def select_rows(df: pd.DataFrame, selector: dict) -> pd.DataFrame:
+    """The rows whose columns hold the ``selector``'s values (compared as text;
+    ``param_value`` by value, NaN matching NaN)."""
+    mask = np.ones(len(df), dtype=bool)
+    for key, want in selector.items():
+        if key == "param_value":
+            mask &= np.array([value_key(v) == value_key(want) for v in df[key]], dtype=bool)
+        else:
+            mask &= (df[key].astype(str) == str(want)).to_numpy()
+    return df[mask]
+
+
 def method_order(methods: Iterable[str], baseline: str) -> list[str]:
     """The baseline first (if present), then the other methods sorted by name."""
     unique = sorted(set(methods))
@@ -146,13 +158,11 @@ def summarize(results: pd.DataFrame, baseline: str = "ce",
     (descriptive only, NaN for curve areas).
     """
     runs = networks(results) if runs is None else runs
-    pooled = {key: describe(g["value"]) for key, g in
+    pooled = {_hashable(key): describe(g["value"]) for key, g in
               results.groupby(list(GROUP), dropna=False, sort=False)}
     rows = []
     for key, group in runs.groupby(list(GROUP), dropna=False, sort=False):
-        draws = pooled.get(key)
-        if draws is None:  # tuple keys with NaN do not match: look up by value
-            draws = next((v for k, v in pooled.items() if _same_key(k, key)), None)
+        draws = pooled.get(_hashable(key))  # None for a curve's area (no draws of its own)
         rows.append({**dict(zip(GROUP, key, strict=True)), **describe(group["value"]),
                      "draws": int(draws["n"]) if draws else int(group["draws"].sum()),
                      "draws_median": draws["median"] if draws else math.nan,
@@ -164,6 +174,6 @@ def summarize(results: pd.DataFrame, baseline: str = "ce",
     return sort_rows(summary, baseline)
 
 
-def _same_key(a: tuple, b: tuple) -> bool:
-    return all(x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x)
-                          and math.isnan(y)) for x, y in zip(a, b, strict=True))
+def _hashable(key: tuple) -> tuple:
+    """A group key whose NaN entries compare equal (NaN becomes None)."""
+    return tuple(None if isinstance(x, float) and math.isnan(x) else x for x in key)

@@ -15,13 +15,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-import numpy as np
 import pandas as pd
 
 from ..errors import RbgError
-from ..perturbations import PERTURBATIONS, family_class
-from .aggregate import AUC_SUFFIX, base_metric, method_order, perturbation_rank, value_key
-from .tables import format_value, headline_metric, lower_is_better
+from ..perturbations import PERTURBATIONS, family_class, family_title
+from .aggregate import (
+    AUC_SUFFIX,
+    base_metric,
+    method_order,
+    perturbation_rank,
+    select_rows,
+    value_key,
+)
+from .tables import PERCENT_METRICS, format_value, headline_metric, mark_best, metric_unit
 
 AUC_PREFIX = "auc:"
 
@@ -47,8 +53,7 @@ class HeadlineColumn:
         if self.perturbation not in PERTURBATIONS:
             text = self.key
         elif self.is_area:
-            text = f"{family_class(self.perturbation).title or self.perturbation}: area under " \
-                   "the curve"
+            text = f"{family_title(self.perturbation)}: area under the curve"
         else:
             text = family_class(self.perturbation).describe_cell(self.param, self.param_value)
         return f"{text} [{self.variant}]" if self.variant else text
@@ -71,10 +76,7 @@ class HeadlineColumn:
 
     @property
     def unit(self) -> str:
-        metric = base_metric(self.metric)
-        from .tables import metric_unit
-
-        return metric_unit(metric)
+        return metric_unit(base_metric(self.metric))
 
 
 @dataclass(frozen=True)
@@ -101,11 +103,10 @@ class HeadlineCell:
         if math.isnan(self.diff):
             return ""
         metric = base_metric(self.metric)
-        scale = 100.0 if format_value(1.0, metric) == "100.0" else 1.0
+        percent = metric in PERCENT_METRICS
 
         def num(x: float) -> str:
-            return "–" if math.isnan(x) else f"{scale * x:+.1f}" if scale == 100 else \
-                f"{x:+.3g}"
+            return "–" if math.isnan(x) else f"{100 * x:+.1f}" if percent else f"{x:+.3g}"
         if math.isnan(self.ci_low):  # too few networks for an interval
             return num(self.diff)
         return f"{num(self.diff)} [{num(self.ci_low)}, {num(self.ci_high)}]"
@@ -130,7 +131,8 @@ class Headline:
         return self.cells.get((method, j))
 
 
-def _dataset_family(dataset: str) -> str | None:
+def dataset_family_of(dataset: str) -> str | None:
+    """``grey`` or ``colour`` for a registered dataset, None for another."""
     from ..data import DATASETS, dataset_info
     from ..perturbations import dataset_family
 
@@ -142,10 +144,18 @@ def _dataset_family(dataset: str) -> str | None:
         return None
 
 
+def headline_strength(perturbation: str, family: str | None, values: list[float]) -> float:
+    """The strength a headline shows among the computed ``values`` (sorted): the family's
+    declared ``headline_setting`` for the dataset family, else the middle one."""
+    declared = (family_class(perturbation).headline_setting.get(family or "", math.nan)
+                if perturbation in PERTURBATIONS else math.nan)
+    return declared if declared in values else values[(len(values) - 1) // 2]
+
+
 def column_choices(summary: pd.DataFrame) -> tuple[list[HeadlineColumn], dict[str, HeadlineColumn]]:
     """(the default columns, every column ``--columns`` may name) of one dataset/model."""
     dataset = str(summary["dataset"].iloc[0]) if len(summary) else ""
-    family = _dataset_family(dataset)
+    family = dataset_family_of(dataset)
     default: list[HeadlineColumn] = []
     areas: list[HeadlineColumn] = []
     every: dict[str, HeadlineColumn] = {}
@@ -168,9 +178,7 @@ def column_choices(summary: pd.DataFrame) -> tuple[list[HeadlineColumn], dict[st
             for v in values:
                 col = HeadlineColumn(f"{p}@{v:g}{tag}", p, str(param), v, metric, str(variant))
                 every[col.key] = col
-            declared = family_class(p).headline_setting.get(family or "", math.nan) \
-                if p in PERTURBATIONS else math.nan
-            chosen = declared if declared in values else values[(len(values) - 1) // 2]
+            chosen = headline_strength(p, family, values)
             head = replace(every[f"{p}@{chosen:g}{tag}"], key=p + tag)
             every[head.key] = head
             default.append(head)
@@ -182,17 +190,6 @@ def column_choices(summary: pd.DataFrame) -> tuple[list[HeadlineColumn], dict[st
             every[col.key] = col
             areas.append(col)
     return default + areas, every
-
-
-def _pick(columns: list[str] | None, default: list[HeadlineColumn],
-          every: dict[str, HeadlineColumn]) -> list[HeadlineColumn]:
-    if not columns:
-        return default
-    unknown = [c for c in columns if c not in every]
-    if unknown:
-        raise RbgError(f"unknown headline column {unknown[0]!r}; valid here: "
-                       f"{', '.join(every)}")
-    return [every[c] for c in columns]
 
 
 def build_headlines(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: str,
@@ -207,7 +204,9 @@ def build_headlines(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: 
     for (dataset, model), dm in summary.groupby(["dataset", "model"], sort=True):
         default, every = column_choices(dm)
         known |= set(every)
-        chosen = _pick([c for c in columns if c in every] if columns else None, default, every)
+        # --columns keys this dataset/model lacks are left out here (an unknown one fails
+        # below); where it has none of them it shows its default columns.
+        chosen = [every[c] for c in columns or () if c in every] or default
         methods = method_order(dm["method"], baseline)
         head = Headline(str(dataset), str(model), baseline, methods, chosen)
         comp = comparisons[(comparisons["dataset"] == dataset) & (comparisons["model"] == model)]
@@ -228,7 +227,7 @@ def build_headlines(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: 
                        float(first["ci_high"]), float(first["cliffs_delta"]),
                        float(first["p_holm"]), bool(first["significant"]))
                       if first is not None else ()))
-            _mark_best(head, j)
+            mark_best(head, j)
         clean = dm[(dm["perturbation"] == "clean")]
         for method in methods:
             n = dm.loc[dm["method"] == method, "n"]
@@ -244,25 +243,6 @@ def build_headlines(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: 
 
 
 def _rows_of(df: pd.DataFrame, col: HeadlineColumn) -> pd.DataFrame:
-    if df.empty:
-        return df
-    mask = ((df["perturbation"] == col.perturbation) & (df["metric"] == col.metric)
-            & (df["variant"].astype(str) == col.variant)).to_numpy().copy()
-    if col.is_area:
-        mask &= (df["param"].astype(str) == col.param).to_numpy()
-    else:
-        want = value_key(col.param_value)
-        mask &= np.array([value_key(v) == want for v in df["param_value"]], dtype=bool)
-    return df[mask]
-
-
-def _mark_best(head: Headline, j: int) -> None:
-    cells = {m: c for (m, k), c in head.cells.items() if k == j}
-    if not cells:
-        return
-    col = head.columns[j]
-    sign = -1.0 if lower_is_better(col.perturbation, base_metric(col.metric)) else 1.0
-    best = max(sign * c.median for c in cells.values())
-    for method, c in cells.items():
-        if sign * c.median == best:
-            head.cells[(method, j)] = HeadlineCell(**{**c.__dict__, "best": True})
+    where = ({"param": col.param} if col.is_area else {"param_value": col.param_value})
+    return select_rows(df, {"perturbation": col.perturbation, "metric": col.metric,
+                            "variant": col.variant, **where})

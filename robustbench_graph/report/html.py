@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from ..perturbations import family_title
 from .export import footer
 from .headline import Headline
 from .tables import Table, format_number, setting_label
@@ -104,7 +105,7 @@ def headline_html(head: Headline) -> str:
         caption = "at the headline settings" if k == 0 else "area under each curve"
         header = ('<th class="name">method</th><th>n</th>' + "".join(
             f'<th title="{esc(head.columns[j].label)} ({esc(head.columns[j].unit)})">'
-            f"{esc(_family_words(head.columns[j]))}<br><small>"
+            f"{esc(family_title(head.columns[j].perturbation))}<br><small>"
             f"{esc(head.columns[j].short[-1])}</small></th>" for j in cols))
         body = []
         for method in head.methods:
@@ -130,14 +131,6 @@ def headline_html(head: Headline) -> str:
     missing = (f'<p class="note">Not measured: {esc("; ".join(head.missing))}.</p>\n'
                if head.missing else "")
     return "".join(out) + missing
-
-
-def _family_words(col) -> str:  # noqa: ANN001
-    from ..perturbations import PERTURBATIONS, family_class
-
-    if col.perturbation in PERTURBATIONS:
-        return family_class(col.perturbation).title or col.perturbation
-    return col.perturbation
 
 
 def _question(report: Report) -> str:

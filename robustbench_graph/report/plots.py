@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_write
-from ..perturbations import PERTURBATIONS, family_class
-from .aggregate import perturbation_rank, value_key
+from ..perturbations import PERTURBATIONS, family_class, family_title
+from .aggregate import perturbation_rank, select_rows
 from .tables import PERCENT_METRICS, headline_metric
 
 if TYPE_CHECKING:
@@ -81,11 +81,6 @@ def metric_axis(metric: str) -> str:
 
 def _scale(metric: str) -> float:
     return 100.0 if metric in PERCENT_METRICS else 1.0
-
-
-def _title(perturbation: str) -> str:
-    return (family_class(perturbation).title or perturbation) if perturbation in PERTURBATIONS \
-        else perturbation
 
 
 def _strength(perturbation: str, param: str):  # noqa: ANN202
@@ -171,7 +166,7 @@ def box_figure(results: pd.DataFrame, runs: pd.DataFrame, panels: list[tuple[str
     fig = _new_figure(3.7 * ncols, (0.45 * len(methods) + 1.5) * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (label, selector) in zip(axes.flat, panels, strict=False):
-        draws, nets = _select(results, selector), _select(runs, selector)
+        draws, nets = select_rows(results, selector), select_rows(runs, selector)
         metric = str(selector["metric"])
         scale = _scale(metric)
         shown = [m for m in methods if (draws["method"] == m).any()]
@@ -207,16 +202,6 @@ def box_figure(results: pd.DataFrame, runs: pd.DataFrame, panels: list[tuple[str
     fig.suptitle(title + "\nboxes: every draw of every network pooled; dots: one network each",
                  fontsize=10)
     return fig
-
-
-def _select(df: pd.DataFrame, selector: dict) -> pd.DataFrame:
-    mask = np.ones(len(df), dtype=bool)
-    for key, want in selector.items():
-        if key == "param_value":
-            mask &= np.array([value_key(v) == value_key(want) for v in df[key]], dtype=bool)
-        else:
-            mask &= (df[key].astype(str) == str(want)).to_numpy()
-    return df[mask]
 
 
 def _slug(text: str) -> str:
@@ -256,7 +241,7 @@ def write_plots(report: Report, out_dir: Path) -> list[PlotFile]:
             if str(param) == "none" or data["param_value"].nunique() < 2:
                 continue
             strength = _strength(str(p), str(param))
-            name = _title(str(p)) + (f" [{variant}]" if variant else "")
+            name = family_title(str(p)) + (f" [{variant}]" if variant else "")
             fig = curve_figure(data, f"{dataset} / {model}: {name}",
                                strength.axis_label,
                                metric_axis(metric), strength.stronger, here, colors,

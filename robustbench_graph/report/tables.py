@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pandas as pd
 
 from ..perturbations import PERTURBATIONS, family_class, metric_info
-from .aggregate import method_order, perturbation_rank, value_key
+from .aggregate import base_metric, method_order, perturbation_rank, value_key
 
 # Metrics shown in percent: those the families declare so.
 PERCENT_METRICS: frozenset[str] = frozenset(
@@ -177,17 +178,20 @@ def build_tables(summary: pd.DataFrame, comparisons: pd.DataFrame,
                                     (False, math.nan))
                 table.cells[(method, j)] = Cell(float(r.median), float(r.q25), float(r.q75),
                                                 int(r.n), col.metric, significant=sig, p_holm=p)
-            _mark_best(table, j)
+            mark_best(table, j)
         tables.append(table)
     return tables
 
 
-def _mark_best(table: Table, j: int) -> None:
+def mark_best(table: Table | Any, j: int) -> None:
+    """Mark the best cell(s) of column ``j`` of a table (a :class:`Table` or a headline:
+    ``cells`` by (method, column) with ``median``, ``columns`` with perturbation and metric);
+    a curve's area is judged by the direction of its metric."""
     cells = {m: c for (m, k), c in table.cells.items() if k == j}
     if not cells:
         return
     col = table.columns[j]
-    sign = -1.0 if lower_is_better(col.perturbation, col.metric) else 1.0
+    sign = -1.0 if lower_is_better(col.perturbation, base_metric(col.metric)) else 1.0
     best = max(sign * c.median for c in cells.values())
     for method, c in cells.items():
         if sign * c.median == best:
