@@ -167,6 +167,20 @@ def test_image_data_is_a_torch_dataset():
     assert torch.equal(x, data.float()[:16]) and torch.equal(y, data.labels[:16])
 
 
+def test_embedded_training_split_is_stored_shuffled():
+    """mnist5k's file is sorted by class: its training split comes shuffled (seeded), so a
+    user's loop without shuffling sees every class in its first batch; the test split keeps
+    file order (per-image files index it)."""
+    train = load_dataset("mnist5k", True)
+    assert len(set(train.labels[:100].tolist())) == 10
+    again = load_dataset("mnist5k", True)
+    assert torch.equal(train.labels, again.labels) and torch.equal(train.images, again.images)
+    other = load_dataset("mnist5k", True, split_seed=1)
+    assert not torch.equal(other.labels[:100], train.labels[:100])
+    test = load_dataset("mnist5k", False).labels
+    assert torch.equal(test, test.sort(stable=True).values)  # file order, sorted by class
+
+
 SYSTEM_FASHION = Path(FASHION_MNIST_SYSTEM_DIR)
 
 
