@@ -202,7 +202,7 @@ def attack_run(
                                             run.train_config.split_seed, cfg.test_images)
     batch_size = cfg.batch_size or eval_batch_size(device)
     ctx = EvalContext(run.model, data.to(device), device, run.name, batch_size,
-                      test_indices=test_indices)
+                      test_indices=test_indices, work_dir=Path(run_dir))
     provenance = {"rbg": __version__, "device": str(device), "batch_size": batch_size,
                   "images": len(data)}
     for i, cell in enumerate(cells):

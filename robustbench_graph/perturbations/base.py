@@ -34,6 +34,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, final
 
 import torch
@@ -156,6 +157,9 @@ class EvalContext:
     kept: dict[tuple[str, str, float], Any] = field(default_factory=dict)
     # Called with (units done, units in the cell) as a cell's batches finish (for progress).
     progress: Callable[[int, int], None] | None = None
+    # The run folder, for a family that keeps resumable state of a cell being computed (e.g.
+    # AutoAttack's state file); None outside ``rbg attack``.
+    work_dir: Path | None = None
 
     def advance(self, done: int, total: int) -> None:
         """Report ``done`` of ``total`` units (batches, over every repeat) of the cell."""
