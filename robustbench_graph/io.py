@@ -12,6 +12,7 @@ from typing import Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+DIR_MODE = 0o777 & ~_UMASK  # the mode a folder made by mkdir gets (mkdtemp's is 0700)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:

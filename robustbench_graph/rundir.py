@@ -8,6 +8,7 @@ A run folder holds::
     train_log.csv      tidy: epoch, split, metric, value
     status.json        {"status": "running" | "complete" | "failed", ...}
     checkpoint.pt      last finished epoch while training (tensors only, weights_only load)
+    model_source.py    an imported model's code (:mod:`robustbench_graph.importing`)
     results.csv        rows written by ``rbg attack`` (:mod:`robustbench_graph.records`)
     attack.json        the settings behind them (:mod:`robustbench_graph.attack_record`)
 

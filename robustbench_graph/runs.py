@@ -19,6 +19,7 @@ from .config import TrainConfig
 from .data import DatasetInfo, dataset_info
 from .device import describe_device
 from .errors import RbgError
+from .importing import is_imported, rebuild
 from .losses import LOSSES, create_loss, method_name, parse_loss_options, resolved_options
 from .models import TappedModel, create_model, set_memory_format
 from .parseval import make_parseval
@@ -61,14 +62,21 @@ class RunSpec:
             "seed": self.seed,
             "method": self.method,
             "train": self.config.to_dict(),
-            "versions": {
-                "robustbench_graph": __version__,
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-            },
-            "git_commit": git_commit(),
+            **software_record(),
             **hardware,
         }
+
+
+def software_record() -> dict[str, Any]:
+    """The versions and commit of the software that writes a run's config record."""
+    return {
+        "versions": {
+            "robustbench_graph": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "git_commit": git_commit(),
+    }
 
 
 def method_of(config: TrainConfig) -> str:
@@ -162,14 +170,18 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     if status != "complete":
         raise RbgError(f"{run_dir} is not a finished run (status: {status})")
     cfg = TrainConfig.from_dict(record["train"])
-    model, info = build_model(cfg)
-    state = load_weights(run_dir / WEIGHTS)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError:
-        raise RbgError(
-            f"{run_dir / WEIGHTS} does not match model {cfg.model!r} of its config"
-        ) from None
+    if is_imported(record):
+        info = dataset_info(cfg.dataset)
+        model: TappedModel = rebuild(run_dir, record, info)
+    else:
+        model, info = build_model(cfg)
+        state = load_weights(run_dir / WEIGHTS)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError:
+            raise RbgError(
+                f"{run_dir / WEIGHTS} does not match model {cfg.model!r} of its config"
+            ) from None
     model.to(device).eval()
     set_memory_format(model, cfg.channels_last, device)
     return LoadedRun(run_dir, record, model, info)

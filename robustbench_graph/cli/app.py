@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - older typer on click
 
 from .. import __version__
 from ..allocator import tune_malloc
-from . import cmd_attack, cmd_list, cmd_report, cmd_smoothness, cmd_train
+from . import cmd_attack, cmd_import, cmd_list, cmd_report, cmd_smoothness, cmd_train
 from .console import console, err_console
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ def _root(
 
 
 app.command("train")(cmd_train.train)
+app.command("import")(cmd_import.import_cmd)
 app.command("attack")(cmd_attack.attack)
 app.command("report")(cmd_report.report)
 app.command("smoothness")(cmd_smoothness.smoothness)

@@ -52,19 +52,24 @@ def layer_smoothness(
         raise RbgError("the smoothness needs at least 2 test images")
     model.eval().to(device)
     taps = model.relu_taps
-    totals = torch.zeros(len(taps), len(powers), dtype=torch.float64)
+    if not taps:
+        raise RbgError("the model has no ReLU modules to measure the smoothness after")
+    totals: torch.Tensor | None = None  # (taps as called, powers): a module used twice is two
     for start in starts:
         rows = slice(start, min(start + batch_size, n))
         x = data.float(rows).to(device)
         signals = label_signals(data.labels[rows].to(device), model.num_classes, torch.float64)
         with capture(taps) as outs:
             model(x)
+        if totals is None:
+            totals = torch.zeros(len(outs), len(powers), dtype=torch.float64)
         for i, rep in enumerate(outs):
             adj = knn_sparsify(cosine_similarity(rep.to(torch.float64)), k)
             for j, m in enumerate(powers):
                 totals[i, j] += float(signal_smoothness(adj, signals, m))
+    assert totals is not None
     means = totals / len(starts)
-    return [(i + 1, m, float(means[i, j])) for i in range(len(taps))
+    return [(i + 1, m, float(means[i, j])) for i in range(len(means))
             for j, m in enumerate(powers)]
 
 

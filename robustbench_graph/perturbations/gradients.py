@@ -29,14 +29,17 @@ def without_onednn() -> Iterator[None]:
 
 
 class _AffineGrad(torch.autograd.Function):
-    """Returns ``out`` (a module's output, detached) with the input gradient ``grad * scale``:
-    the exact backward of an affine per-channel map, without the module's own backward."""
+    """Returns a copy of ``out`` (a module's output, detached) with the input gradient
+    ``grad * scale``: the exact backward of an affine per-channel map, without the module's
+    own backward."""
 
     @staticmethod
     def forward(ctx, out: torch.Tensor, x: torch.Tensor,  # noqa: ANN001
                 scale: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(scale)
-        return out
+        # A copy, not ``out`` itself: an input returned as-is is a view that autograd forbids
+        # modifying in place, and in-place ReLUs follow batch norms (torchvision's ResNets).
+        return out.clone()
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor, None]:  # noqa: ANN001

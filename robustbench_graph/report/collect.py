@@ -27,9 +27,10 @@ from ..attack_record import (
     show_setting,
 )
 from ..errors import RbgError
+from ..importing import is_imported
 from ..records import COLUMNS, UNRECORDED, read_results, repair
 from ..rundir import RESULTS, find_runs, read_config, read_status
-from .methods import MethodConfig, method_config, name_methods
+from .methods import MethodConfig, imported_method_config, method_config, name_methods
 
 
 class NoUsableResults(RbgError):
@@ -163,7 +164,9 @@ def _name_methods(runs: list[RunInfo], warnings: list[str]
         if info.record is None:
             continue
         try:
-            configs[str(info.path)] = method_config(dict(info.record["train"]))
+            configs[str(info.path)] = (imported_method_config(info.record)
+                                       if is_imported(info.record)
+                                       else method_config(dict(info.record["train"])))
         except (RbgError, KeyError, TypeError, ValueError) as err:
             warnings.append(f"{info.path}: its training configuration cannot be read ({err}); "
                             "it is reported under its recorded method name")

@@ -11,6 +11,7 @@ configurations of that loss and differ from rbg's defaults: ``ce``, ``ce lr=0.00
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -72,6 +73,21 @@ def method_config(train: dict[str, Any]) -> MethodConfig:
         train=tuple((k, _freeze(record[k])) for k in fields),
         defaults=tuple((k, _freeze(default.get(k))) for k in fields),
     )
+
+
+def imported_method_config(record: dict[str, Any]) -> MethodConfig:
+    """The method of an imported run (``rbg import``): its recorded name, keyed by the
+    network's code (source and its SHA-256, factory, keyword arguments) and the input it
+    expects, not by its weights (imports of several seeds of one model are one method)."""
+    imported = record["imported"]
+    source = imported["source"]
+    identity = json.dumps({"source": {k: v for k, v in source.items() if k != "path"},
+                           "input": imported["input"]}, sort_keys=True, default=str)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return MethodConfig(
+        loss=str(record["method"]), loss_options=(("code", digest),),
+        default_options=(("code", digest),), parseval=False,
+        train=(("code", digest),), defaults=(("code", None),))
 
 
 def _freeze(value: Any) -> Any:

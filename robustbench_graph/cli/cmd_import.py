@@ -1,0 +1,87 @@
+"""``rbg import``: an outside classifier as a run folder that attack, report and smoothness
+use unchanged (docs/models.md#import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import RbgError
+from .console import console, guarded
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise RbgError(f"{flag} expects comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise RbgError(f"{flag} expects at least one number")
+    return values
+
+
+@guarded
+def import_cmd(
+    run_dir: Annotated[Path, typer.Argument(
+        help="The run folder to create (it must not exist, or be empty).")],
+    model_file: Annotated[str | None, typer.Option(
+        "--model-file", help="A Python file and the factory in it that builds the network: "
+                             "path/to/net.py:make_model.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", help="An importable module and its factory: package.module:make_model.")
+    ] = None,
+    torchvision: Annotated[str | None, typer.Option(
+        "--torchvision", help="A torchvision architecture by name (e.g. resnet18), built "
+                              "without pretrained weights.")] = None,
+    kw: Annotated[list[str] | None, typer.Option(
+        "--kw", help="Keyword argument of the factory NAME=VALUE (repeatable), e.g. --kw "
+                     "num_classes=10; values are JSON where they parse, else strings.")
+    ] = None,
+    weights: Annotated[Path | None, typer.Option(
+        help="The weights: safetensors, or a torch state_dict file (loaded with "
+             "weights_only=True; a pickled model is refused).")] = None,
+    dataset: Annotated[str, typer.Option(
+        help="The dataset the model classifies (rbg list datasets).")] = "mnist5k",
+    input_space: Annotated[str, typer.Option(
+        "--input", help="What the network takes: 'pixels' ([0, 1] images, normalising "
+                        "inside itself) or 'normalized' ((x - mean) / std).")] = "pixels",
+    mean: Annotated[str | None, typer.Option(
+        help="Channel means of the normalisation, e.g. 0.4914,0.4822,0.4465 \\[default: the "
+             "dataset's].")] = None,
+    std: Annotated[str | None, typer.Option(
+        help="Channel standard deviations \\[default: the dataset's].")] = None,
+    blocks: Annotated[str | None, typer.Option(
+        help="Modules after which test-time dropout acts, by name: layer1,layer2 "
+             "\\[default: the network's top-level modules that hold weights, but the last].")
+    ] = None,
+    seed: Annotated[int, typer.Option(
+        help="The seed this network was trained with (its replicate number in reports).")
+    ] = 0,
+    method: Annotated[str | None, typer.Option(
+        help="The method name in reports \\[default: '<model> (imported)'].")] = None,
+    split_seed: Annotated[int, typer.Option(
+        help="Split seed of the embedded datasets' test split.")] = 0,
+    overwrite: Annotated[bool, typer.Option(
+        help="Replace an existing run folder.")] = False,
+) -> None:
+    """Turn an outside classifier into a run folder for rbg attack, report and smoothness."""
+    from ..importing import ImportRequest, import_model, parse_kwargs, parse_source
+
+    if weights is None:
+        raise RbgError("--weights is required (safetensors or a state_dict file)")
+    source = parse_source(model_file=model_file, module=model, torchvision=torchvision,
+                          kwargs=parse_kwargs(kw))
+    request = ImportRequest(
+        source=source, weights=weights, dataset=dataset, input_space=input_space,
+        mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+        blocks=tuple(b.strip() for b in blocks.split(",") if b.strip())
+        if blocks is not None else None,
+        seed=seed, method=method, split_seed=split_seed)
+    with console.status("checking the model"):
+        folder = import_model(run_dir, request, overwrite=overwrite)
+    console.print(f"imported [bold]{source.label}[/] into [bold]{folder}[/]; next: "
+                  f"rbg attack --runs {folder}", highlight=False)
