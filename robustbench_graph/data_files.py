@@ -155,3 +155,49 @@ def read_svhn(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     labels = mat["y"].astype(np.int64).reshape(-1)
     labels[labels == 10] = 0
     return images, labels
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
+def image_folder_classes(folder: Path) -> list[str]:
+    """The class names of a folder of class sub-folders (torchvision's ImageFolder
+    convention): its sub-folders, sorted; hidden ones are skipped."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"missing folder {folder}")
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def read_image_folder(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every PNG/JPEG image under ``folder/<class>/`` (sorted by class, then file name), as
+    uint8 N x C x H x W, with labels by the class's index in ``classes``. Images are one
+    channel when every one is greyscale, else RGB; all must have one size."""
+    from PIL import Image, UnidentifiedImageError
+
+    files: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        sub = folder / name
+        if sub.is_dir():
+            files += [(p, label) for p in sorted(sub.iterdir())
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise DataFileError(f"{folder} holds no PNG or JPEG images in class sub-folders")
+    pictures = []
+    for path, _ in files:
+        try:
+            with Image.open(path) as img:
+                img.load()
+                pictures.append(img.copy())
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataFileError(f"{path} is not a readable image ({err})") from None
+    grey = all(p.mode in GREY_MODES for p in pictures)
+    size = pictures[0].size
+    arrays = []
+    for (path, _), picture in zip(files, pictures, strict=True):
+        if picture.size != size:
+            raise DataFileError(f"{path} is {picture.size[0]}x{picture.size[1]} pixels, the "
+                                f"others {size[0]}x{size[1]}; resize the images to one size")
+        array = np.asarray(picture.convert("L" if grey else "RGB"), dtype=np.uint8)
+        arrays.append(array[None] if grey else array.transpose(2, 0, 1))
+    return np.stack(arrays), np.array([label for _, label in files], dtype=np.int64)

@@ -200,6 +200,12 @@ def attack_run(
         _refuse_conflicts(Path(run_dir), cells, done)
     data, test_indices = splits.get_indexed(run.train_config.dataset,
                                             run.train_config.split_seed, cfg.test_images)
+    if (data.info.num_classes, data.info.input_shape) != (run.info.num_classes,
+                                                          run.info.input_shape):
+        raise RbgError(f"{run_dir}: the test data found ({data.info.num_classes} classes of "
+                       f"{'x'.join(map(str, data.info.input_shape))} images) is not the "
+                       f"dataset the run was made for ({run.info.num_classes} classes of "
+                       f"{'x'.join(map(str, run.info.input_shape))}); check --data-dir")
     batch_size = cfg.batch_size or eval_batch_size(device)
     ctx = EvalContext(run.model, data.to(device), device, run.name, batch_size,
                       test_indices=test_indices, work_dir=Path(run_dir))

@@ -16,6 +16,7 @@ classes) logits. The folder is then written under a temporary name and renamed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import importlib.util
@@ -257,6 +258,7 @@ class ImportRequest:
     seed: int = 0
     method: str | None = None  # None: "<label> (imported)"
     split_seed: int = 0
+    data_dir: Path | None = None  # where a dataset read from files is (imagefolder)
 
 
 def _statistics(req: ImportRequest, info: DatasetInfo) -> tuple[list[float], list[float]]:
@@ -288,7 +290,7 @@ def import_model(run_dir: Path, req: ImportRequest, *, overwrite: bool = False) 
         raise RbgError(f"unknown --input {req.input_space!r}; valid: {', '.join(INPUT_SPACES)}")
     if not 0 <= req.seed <= MAX_SEED:
         raise RbgError(f"--seed must be in 0..{MAX_SEED}, got {req.seed}")
-    info = dataset_info(req.dataset)
+    info = dataset_info(req.dataset, req.data_dir)
     mean, std = _statistics(req, info)
     net = build_network(req.source)
     state, weights_format = read_state_dict(req.weights)
@@ -323,6 +325,7 @@ def import_model(run_dir: Path, req: ImportRequest, *, overwrite: bool = False) 
         train={k: v for k, v in train.to_dict().items()
                if k in ("dataset", "model", "loss", "split_seed")},
         **software_record(),
+        dataset_info=dataclasses.asdict(info),
         imported={
             "source": source_record,
             "weights": {"path": str(Path(req.weights).resolve()),

@@ -6,6 +6,7 @@ record and name), deciding what to do with a folder, and assembling a finished r
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import shutil
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import torch
 
 from . import __version__
 from .config import TrainConfig
-from .data import DatasetInfo, dataset_info
+from .data import DatasetInfo, dataset_info, info_from_record
 from .device import describe_device
 from .errors import RbgError
 from .importing import is_imported, rebuild
@@ -42,14 +43,18 @@ class RunSpec:
     def name(self) -> str:
         return self.run_dir.name
 
-    def config_record(self, device: torch.device | None = None) -> dict[str, Any]:
-        """The run's ``config.json``; with ``device``, also the hardware it trains on."""
-        hardware = {}
+    def config_record(self, device: torch.device | None = None,
+                      info: DatasetInfo | None = None) -> dict[str, Any]:
+        """The run's ``config.json``; with ``device``, also the hardware it trains on, with
+        ``info`` the dataset's (recorded: an image folder's info comes from its files)."""
+        hardware: dict[str, Any] = {}
+        if info is not None:
+            hardware["dataset_info"] = dataclasses.asdict(info)
         if device is not None:
             device = torch.device(device)
             loss = create_loss(self.config.loss, self.config.loss_options,
-                               dataset_info(self.config.dataset).num_classes)
-            hardware = {
+                               (info or dataset_info(self.config.dataset)).num_classes)
+            hardware |= {
                 "hardware": describe_device(device),
                 "numerics": {
                     "layout": "channels_last" if self.config.channels_last else "contiguous",
@@ -150,16 +155,29 @@ class LoadedRun:
         return str(self.config["method"])
 
 
-def build_model(cfg: TrainConfig) -> tuple[TappedModel, DatasetInfo]:
-    """The run's architecture: the registered model, made Parseval if asked, then adapted by
-    its loss (e.g. a centroid head)."""
-    info = dataset_info(cfg.dataset)
+def build_model(cfg: TrainConfig, info: DatasetInfo | None = None
+                ) -> tuple[TappedModel, DatasetInfo]:
+    """The run's architecture for its dataset (``info``, default the registered one's): the
+    registered model, made Parseval if asked, then adapted by its loss (e.g. a centroid
+    head)."""
+    info = info or dataset_info(cfg.dataset)
     model = create_model(cfg.model, info, width=cfg.width, feature_dim=cfg.feature_dim)
     if cfg.parseval:
         make_parseval(model)
     loss_cls = LOSSES.get(cfg.loss).factory
     model = loss_cls.adapt_model(model, parse_loss_options(cfg.loss, cfg.loss_options))
     return model, info
+
+
+def recorded_info(run_dir: Path, record: dict[str, Any]) -> DatasetInfo:
+    """The dataset info a run recorded, else (runs of older versions) the registered one."""
+    if "dataset_info" not in record:
+        return dataset_info(str(record["train"].get("dataset")))
+    try:
+        return info_from_record(record["dataset_info"])
+    except (KeyError, TypeError, ValueError):
+        raise RbgError(f"{Path(run_dir) / CONFIG}: its dataset_info record is malformed"
+                       ) from None
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
@@ -170,11 +188,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedR
     if status != "complete":
         raise RbgError(f"{run_dir} is not a finished run (status: {status})")
     cfg = TrainConfig.from_dict(record["train"])
+    info = recorded_info(run_dir, record)
     if is_imported(record):
-        info = dataset_info(cfg.dataset)
         model: TappedModel = rebuild(run_dir, record, info)
     else:
-        model, info = build_model(cfg)
+        model, info = build_model(cfg, info)
         state = load_weights(run_dir / WEIGHTS)
         try:
             model.load_state_dict(state, strict=True)

@@ -158,23 +158,23 @@ def train_run(
     """Train one run; returns ``skipped`` when the folder already holds it complete."""
     cfg: TrainConfig = spec.config.resolved()
     # The architecture and its layout are checked before the run folder is touched.
-    seed_everything(spec.seed)
-    model, info = build_model(cfg)
-    set_memory_format(model, cfg.channels_last, device)
-    action = prepare_run_dir(spec, overwrite)
-    if action == "skip":
-        return RunOutcome(spec, "skipped")
     if datasets is None:
         datasets = (
             load_dataset(cfg.dataset, True, data_dir, download=download, split_seed=cfg.split_seed),
             load_dataset(cfg.dataset, False, data_dir, split_seed=cfg.split_seed),
         )
     train_data, test_data = datasets
+    seed_everything(spec.seed)
+    model, info = build_model(cfg, train_data.info)
+    set_memory_format(model, cfg.channels_last, device)
+    action = prepare_run_dir(spec, overwrite)
+    if action == "skip":
+        return RunOutcome(spec, "skipped")
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temp_files(run_dir)  # left by a writer that was killed
     if action == "new":
-        write_json_atomic(run_dir / CONFIG, spec.config_record(device))
+        write_json_atomic(run_dir / CONFIG, spec.config_record(device, info))
     try:
         return _train(spec, cfg, model, info, action, device, train_data, test_data,
                       on_progress)

@@ -42,9 +42,11 @@ def test_attack_whole_suite_tidy_and_idempotent(runs):
     acc = table[table.metric == "accuracy"]
     assert acc.value.between(0, 1).all()
     clean = acc[acc.perturbation == "clean"].value.item()
-    attacked = acc[acc.perturbation != "clean"].groupby(
-        ["perturbation", "param_value"]).value.mean()
-    assert (attacked <= clean + 1e-12).all(), attacked[attacked > clean]
+    # The attacks that count only images correct *and* not fooled never beat clean (random
+    # perturbations may, by chance: 8-bit weights once scored 98.3% against 98.1% clean).
+    attacks = acc[acc.perturbation.isin(["pgd", "autoattack"])]
+    attacked = attacks.groupby(["perturbation", "param_value"]).value.mean()
+    assert len(attacked) and (attacked <= clean + 1e-12).all(), attacked[attacked > clean]
     assert "cells computed" in result.output
     # not a terminal: one plain line per computed cell (with its headline value), no bar
     lines = [ln for ln in result.output.splitlines() if ln.startswith(next(runs.glob("*seed0"))

@@ -9,6 +9,7 @@ import torch
 from robustbench_graph.data import (
     DATASETS,
     FASHION_MNIST_SYSTEM_DIR,
+    ImageFolderSource,
     dataset_info,
     load_dataset,
     stratified_split,
@@ -56,7 +57,10 @@ def test_declared_statistics_match_training_split(name):
 
 def test_every_dataset_declares_its_shape():
     for entry in DATASETS:
-        info = entry.factory().info
+        source = entry.factory()
+        if isinstance(source, ImageFolderSource):  # its info comes from its files
+            continue
+        info = source.info
         assert info.num_classes in (10, 100)
         assert len(info.mean) == len(info.std) == info.input_shape[0]
 
@@ -195,3 +199,99 @@ def test_fashion_mnist_from_the_debian_package(tmp_path):
     assert len(train) == 60_000 and train.float().shape[1:] == (1, 28, 28)
     mean = float(train.float().mean())
     assert mean == pytest.approx(train.info.mean[0], abs=1e-3)  # the declared statistics
+
+
+def _image_folder(root, classes=3, per_class=10, size=(8, 6), mode="RGB", seed=0):
+    """Class folders of PNG images with random pixels; returns the arrays by class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for c in range(classes):
+        folder = root / f"class_{c}"
+        folder.mkdir(parents=True)
+        shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+        arrays[c] = [rng.integers(0, 256, shape).astype(np.uint8) for _ in range(per_class)]
+        for i, a in enumerate(arrays[c]):
+            Image.fromarray(a, mode=mode).save(folder / f"{i:03d}.png")
+    return arrays
+
+
+def test_image_folder_with_a_stratified_split(tmp_path):
+    from robustbench_graph.data import dataset_info
+
+    arrays = _image_folder(tmp_path / "pets", classes=3, per_class=10)
+    info = dataset_info("imagefolder", tmp_path / "pets")
+    assert info.num_classes == 3 and info.input_shape == (3, 6, 8)
+    every = np.stack([a for c in arrays for a in arrays[c]]).astype(np.float64) / 255
+    assert info.mean == pytest.approx(tuple(every.mean((0, 1, 2))), abs=1e-4)
+    assert info.std == pytest.approx(tuple(every.std((0, 1, 2))), abs=1e-4)
+    train = load_dataset("imagefolder", True, tmp_path / "pets")
+    test = load_dataset("imagefolder", False, tmp_path / "pets")
+    assert len(train) == 24 and len(test) == 6
+    assert np.bincount(test.labels.numpy()).tolist() == [2, 2, 2]  # stratified
+    first = test.images[0].numpy().transpose(1, 2, 0)  # an image of class 0, as stored
+    assert any(np.array_equal(first, a) for a in arrays[int(test.labels[0])])
+    other = load_dataset("imagefolder", False, tmp_path / "pets", split_seed=1)
+    assert not torch.equal(other.images, test.images)
+
+
+def test_image_folder_with_train_and_test_folders_and_declared_statistics(tmp_path):
+    import json
+
+    _image_folder(tmp_path / "d" / "train", classes=2, per_class=4, mode="L")
+    _image_folder(tmp_path / "d" / "test", classes=2, per_class=3, mode="L", seed=1)
+    (tmp_path / "d" / "rbg-dataset.json").write_text(json.dumps({"mean": [0.5], "std": [0.25]}))
+    test = load_dataset("imagefolder", False, tmp_path / "d")
+    assert len(test) == 6 and test.info.input_shape == (1, 6, 8)  # greyscale: one channel
+    assert test.info.mean == (0.5,) and test.info.std == (0.25,)
+    assert len(load_dataset("imagefolder", True, tmp_path / "d")) == 8
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda root: None, "is not a folder of class folders"),
+    (lambda root: _image_folder(root, classes=1), r"has 1 class folder\(s\)"),
+    (lambda root: (_image_folder(root, classes=2),
+                   (root / "class_1" / "bad.png").write_text("not an image")),
+     "bad.png is not a readable image"),
+])
+def test_image_folder_bad_input_is_one_clear_error(tmp_path, make, message):
+    root = tmp_path / "imgs"
+    make(root)
+    with pytest.raises(RbgError, match=message):
+        load_dataset("imagefolder", True, root)
+
+
+def test_image_folder_of_images_of_different_sizes(tmp_path):
+    from PIL import Image
+
+    _image_folder(tmp_path / "imgs", classes=2, per_class=2)
+    Image.new("RGB", (5, 5)).save(tmp_path / "imgs" / "class_1" / "small.png")
+    with pytest.raises(RbgError, match=r"small.png is 5x5 pixels, the others 8x6; resize"):
+        load_dataset("imagefolder", True, tmp_path / "imgs")
+
+
+def test_train_and_attack_on_an_image_folder(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from conftest import cli
+
+    _image_folder(tmp_path / "imgs", classes=3, per_class=12, mode="L", size=(8, 8))
+    data = ["--data-dir", tmp_path / "imgs"]
+    result = cli("train", "--dataset", "imagefolder", *data, "--epochs", "1", "--out",
+                 tmp_path / "runs", "--width", "4", "--feature-dim", "8")
+    assert result.exit_code == 0, result.output
+    (run,) = (tmp_path / "runs").iterdir()
+    record = json.loads((run / "config.json").read_text())
+    assert record["dataset_info"]["num_classes"] == 3
+    assert record["dataset_info"]["input_shape"] == [1, 8, 8]
+    result = cli("attack", "--runs", run, "--suite", "clean,gaussian", *data, "-p",
+                 "gaussian.draws=2")
+    assert result.exit_code == 0, result.output
+    assert set(pd.read_csv(run / "results.csv").perturbation) == {"clean", "gaussian"}
+    _image_folder(tmp_path / "other", classes=4, per_class=3, mode="L", size=(8, 8))
+    result = cli("attack", "--runs", run, "--suite", "clean", "--overwrite", "--data-dir",
+                 tmp_path / "other")
+    assert result.exit_code == 1 and "is not the dataset the run was made for" in result.output

@@ -65,6 +65,10 @@ def import_cmd(
         help="The method name in reports \\[default: '<model> (imported)'].")] = None,
     split_seed: Annotated[int, typer.Option(
         help="Split seed of the embedded datasets' test split.")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Folder of the dataset's files where its shape and classes come from them "
+             "(imagefolder) \\[default: $RBG_DATA_DIR or ~/.cache/robustbench_graph/data].")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Replace an existing run folder.")] = False,
 ) -> None:
@@ -80,7 +84,7 @@ def import_cmd(
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
         blocks=tuple(b.strip() for b in blocks.split(",") if b.strip())
         if blocks is not None else None,
-        seed=seed, method=method, split_seed=split_seed)
+        seed=seed, method=method, split_seed=split_seed, data_dir=data_dir)
     with console.status("checking the model"):
         folder = import_model(run_dir, request, overwrite=overwrite)
     console.print(f"imported [bold]{source.label}[/] into [bold]{folder}[/]; next: "
