@@ -9,7 +9,7 @@ settings can be looked up. Written atomically; an unreadable file is an error na
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,7 @@ def note_cell(run_dir: Path, cell: Any, provenance: dict[str, Any]) -> None:
     record["cells"][cell.label] = {
         "perturbation": cell.perturbation, "param": cell.param,
         "param_value": cell.param_value, "settings": cell.fingerprint,
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), **provenance}
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"), **provenance}
     write_json_atomic(Path(run_dir) / ATTACK_RECORD, record)
 
 

@@ -17,7 +17,15 @@ except ImportError:  # pragma: no cover - older typer on click
 
 from .. import __version__
 from ..allocator import tune_malloc
-from . import cmd_attack, cmd_import, cmd_list, cmd_report, cmd_smoothness, cmd_train
+from . import (
+    cmd_attack,
+    cmd_import,
+    cmd_list,
+    cmd_report,
+    cmd_run,
+    cmd_smoothness,
+    cmd_train,
+)
 from .console import console, err_console
 
 app = typer.Typer(
@@ -51,6 +59,8 @@ app.command("attack")(cmd_attack.attack)
 app.command("report")(cmd_report.report)
 app.command("smoothness")(cmd_smoothness.smoothness)
 app.command("list")(cmd_list.list_cmd)
+app.command("run")(cmd_run.run)
+app.command("status")(cmd_run.status)
 
 
 def _tolerant_streams() -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -98,7 +99,7 @@ def attack(
                                   splits=splits, on_event=on_event)
                 reports.append(done)
                 for line in done.warnings:
-                    err_console.print(f"[bold yellow]warning:[/] {line}", highlight=False,
+                    err_console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False,
                                       soft_wrap=True)
                 progress.update(task, info="done")
             except (RbgError, ValueError, KeyError, TypeError, RuntimeError) as err:
@@ -107,7 +108,8 @@ def attack(
                     err = RbgError(f"{run_dir}: {type(err).__name__}: {err}")
                 errors.append(str(err))
                 progress.update(task, info="[red]error")
-                err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
+                                  soft_wrap=True)
             progress.advance(overall)
     if reports:
         _render(reports)

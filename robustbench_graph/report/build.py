@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -99,7 +99,7 @@ def build_report(runs_root: Path, out_dir: Path, baseline: str = "ce",
         runs=collected.runs, methods=methods, settings=collected.settings,
         method_configs=collected.methods, networks=per_network, warnings=warnings, notes=notes,
         version=__version__,
-        created=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

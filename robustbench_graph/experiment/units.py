@@ -1,0 +1,214 @@
+"""Units of work of an experiment, as plain data, and what state each is in.
+
+A *train* unit is one (configuration, seed): it makes a run folder. An *attack* unit is one
+run folder under the experiment's whole suite; it needs its train unit done. Both are
+idempotent and resumable (training from its last epoch's checkpoint, the attack from its
+last finished cell), so running a unit again is always safe. A unit is *done* when its run
+folder says so (``status.json`` complete; every planned cell in ``results.csv`` under its
+settings), *running* while a process holds its lock, *failed* when its last attempt failed
+(``status.json`` failed; ``.rbg-attack-failed.json``), else *pending*.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import AttackConfig, ImageSubset, TrainConfig
+from ..errors import RbgError
+from ..io import write_json_atomic
+from .spec import Experiment
+
+STATES = ("done", "running", "failed", "pending")
+ATTACK_FAILED = ".rbg-attack-failed.json"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of work (plain data: it travels to worker processes and cluster jobs)."""
+
+    kind: str  # "train" or "attack"
+    run_dir: str
+    train: dict[str, Any]  # TrainConfig.to_dict() of the run
+    seed: int
+    suite: str = "all"
+    attack: dict[str, Any] | None = None  # AttackConfig fields
+    data_dir: str | None = None
+    device: str = "auto"
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{Path(self.run_dir).name}"
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.train)
+
+    def attack_config(self) -> AttackConfig:
+        a = dict(self.attack or {})
+        subset = a.get("test_images") or {}
+        return AttackConfig(settings=a.get("settings", {}),
+                            test_images=ImageSubset(subset.get("samples"),
+                                                    subset.get("rule", "spaced")),
+                            batch_size=a.get("batch_size"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Unit:
+        return cls(**d)
+
+
+def plan(exp: Experiment, device: str = "auto") -> list[Unit]:
+    """Every unit of ``exp``: the train units (configurations x seeds, in file order), then
+    one attack unit per run."""
+    from ..train import plan_runs
+
+    data_dir = str(exp.data_dir) if exp.data_dir is not None else None
+    attack = asdict(exp.attack)
+    specs = [spec for cfg in exp.configs for spec in plan_runs(cfg, list(exp.seeds), exp.out)]
+    seen: set[str] = set()
+    units: list[Unit] = []
+    for spec in specs:
+        if str(spec.run_dir) in seen:  # two grid points naming the same run
+            raise RbgError(f"{exp.source}: two configurations make the same run "
+                           f"{spec.run_dir.name}")
+        seen.add(str(spec.run_dir))
+        units.append(Unit("train", str(spec.run_dir), spec.config.to_dict(), spec.seed,
+                          data_dir=data_dir, device=device))
+    units += [Unit("attack", u.run_dir, u.train, u.seed, exp.suite, attack, data_dir, device)
+              for u in list(units)]
+    return units
+
+
+def lock_path(unit: Unit) -> Path:
+    return Path(unit.run_dir).parent / f".{Path(unit.run_dir).name}.{unit.kind}.lock"
+
+
+@contextlib.contextmanager
+def unit_lock(unit: Unit, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the unit's lock for the block (an advisory ``flock`` beside the run folder);
+    yields False without waiting when ``wait`` is off and another process holds it."""
+    path = lock_path(unit)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as err:
+            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                yield False
+                return
+            raise
+        try:
+            if wait:  # a holder, not a probe: who it is, for rbg status and for people
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def lock_holder(unit: Unit) -> str:
+    """``"<pid> <host>"`` of the last process that held the unit's lock ('' if none)."""
+    try:
+        return lock_path(unit).read_text().strip()
+    except OSError:
+        return ""
+
+
+def is_running(unit: Unit) -> bool:
+    if not lock_path(unit).exists():
+        return False
+    with unit_lock(unit, wait=False) as got:
+        return not got
+
+
+def train_done(run_dir: Path) -> bool:
+    from ..rundir import WEIGHTS, read_status
+
+    return read_status(run_dir)["status"] == "complete" and (run_dir / WEIGHTS).is_file()
+
+
+def missing_cells(unit: Unit) -> int:
+    """How many planned cells of an attack unit its results lack (under their settings)."""
+    from ..evaluate import plan_cells
+    from ..perturbations import build_suite, dataset_family, suite_names
+    from ..records import cell_fingerprints, read_results
+    from ..rundir import RESULTS, read_config
+    from ..runs import recorded_info
+
+    run_dir = Path(unit.run_dir)
+    cfg = unit.attack_config()
+    info = recorded_info(run_dir, read_config(run_dir))
+    suite = build_suite(suite_names(unit.suite), cfg.settings, dataset_family(info))
+    cells = plan_cells(suite, cfg.test_images)
+    done = cell_fingerprints(read_results(run_dir / RESULTS))
+    return sum(done.get(c.key) != {c.fingerprint} for c in cells)
+
+
+def state(unit: Unit) -> tuple[str, str]:
+    """``(state, message)`` of a unit (see the module docstring)."""
+    from ..rundir import read_run_json, read_status
+
+    run_dir = Path(unit.run_dir)
+    if unit.kind == "train":
+        record = read_status(run_dir)
+        if train_done(run_dir):
+            return "done", ""
+        if is_running(unit):
+            return "running", f"pid {lock_holder(unit)}"
+        if record["status"] == "failed":
+            return "failed", str(record.get("message", ""))
+        return "pending", ""
+    if not train_done(run_dir):
+        return "pending", "waits for its training"
+    try:
+        missing = missing_cells(unit)
+    except RbgError as err:
+        return "failed", str(err)
+    if missing == 0:
+        return "done", ""
+    if is_running(unit):
+        return "running", f"pid {lock_holder(unit)}"
+    failed = run_dir / ATTACK_FAILED
+    if failed.is_file():
+        try:
+            return "failed", str(read_run_json(failed).get("message", ""))
+        except (RbgError, AttributeError):
+            return "failed", ""
+    return "pending", f"{missing} cell(s) to compute"
+
+
+def mark_attack_failed(unit: Unit, message: str) -> None:
+    write_json_atomic(Path(unit.run_dir) / ATTACK_FAILED, {"message": message})
+
+
+def clear_attack_failed(unit: Unit) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (Path(unit.run_dir) / ATTACK_FAILED).unlink()
+
+
+def describe(units: list[Unit]) -> list[dict[str, Any]]:
+    """One row per unit: id, kind, run, state, message (for --dry-run and status)."""
+    rows = []
+    for u in units:
+        st, message = state(u)
+        rows.append({"id": u.id, "kind": u.kind, "run": Path(u.run_dir).name, "state": st,
+                     "message": message})
+    return rows
+
+
+def dumps(unit: Unit) -> str:
+    return json.dumps(unit.to_dict(), sort_keys=True)
