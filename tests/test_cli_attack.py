@@ -11,7 +11,8 @@ from robustbench_graph.records import COLUMNS
 
 from conftest import cli
 
-FAST = ["-p", "gaussian.draws=3", "-p", "gaussian-iid.draws=3", "-p", "dropout.repeats=3",
+FAST = ["-p", "autoattack.version=cheap",
+        "-p", "gaussian.draws=3", "-p", "gaussian-iid.draws=3", "-p", "dropout.repeats=3",
         "-p", "deepfool.samples=40", "-p", "deepfool.backend=foolbox", "--device", "cpu"]
 
 

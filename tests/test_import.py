@@ -51,7 +51,8 @@ NET_SOURCE = textwrap.dedent('''
         return nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU())
 ''')
 
-FAST = ["-p", "gaussian.draws=2", "-p", "gaussian-iid.draws=2", "-p", "dropout.repeats=2",
+FAST = ["-p", "autoattack.version=cheap",
+        "-p", "gaussian.draws=2", "-p", "gaussian-iid.draws=2", "-p", "dropout.repeats=2",
         "-p", "dropout.p=0.25,0.5", "-p", "deepfool.samples=20", "-p", "pgd.steps=5",
         "--samples", "60", "--device", "cpu"]
 

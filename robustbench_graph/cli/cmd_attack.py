@@ -58,9 +58,11 @@ def attack(
     # The core (torch) is imported by the command, not at start-up: `rbg --help` stays fast.
     from ..device import resolve_device
     from ..evaluate import TestSplits, attack_run, resolve_runs
-    from ..perturbations import check_suite, suite_names
+    from ..perturbations import check_suite, left_out_note, suite_names
 
     names = suite_names(suite)
+    if note := left_out_note(suite):
+        err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     cfg = AttackConfig(settings=parse_perturbation_settings(setting),
                        test_images=ImageSubset(samples, subset), batch_size=batch_size)
     cfg.validate()

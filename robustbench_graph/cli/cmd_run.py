@@ -67,6 +67,10 @@ def run(
 
     console.print(f"{exp.name}: {total} units ({exp.source}) into {exp.out}, executor "
                   f"{executor}", highlight=False)
+    from ..perturbations import left_out_note
+
+    if note := left_out_note(exp.suite):
+        err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     summary = run_experiment(exp, ex, device=device, on_outcome=on_outcome, report=report)
     done = len(summary.already_done)
     console.print(f"{len(summary.outcomes) - len(summary.failed)} unit(s) run, {done} "

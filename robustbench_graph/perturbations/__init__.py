@@ -41,10 +41,27 @@ def suite_order() -> list[str]:
     return sorted(PERTURBATIONS.names(), key=lambda n: (family_class(n).order, n))
 
 
+def unavailable_families() -> list[str]:
+    """Registered families whose optional extra is not installed (left out of ``all``)."""
+    return [n for n in suite_order() if not family_class(n).available()]
+
+
+def left_out_note(spec: str) -> str | None:
+    """The note ``--suite all`` deserves when families are left out for a missing extra."""
+    missing = unavailable_families() if spec.strip() == "all" else []
+    if not missing:
+        return None
+    extras = sorted({family_class(n).requires[1] for n in missing})  # type: ignore[index]
+    return (f"--suite all leaves out {', '.join(missing)}: install "
+            + ", ".join(f"'robustbench_graph[{e}]'" for e in extras))
+
+
 def suite_names(spec: str) -> list[str]:
-    """Resolve ``all`` or a comma list to registered names, in suite order."""
+    """Resolve ``all`` (every family whose optional extra is installed) or a comma list to
+    registered names, in suite order."""
     if spec.strip() == "all":
-        return suite_order()
+        missing = set(unavailable_families())
+        return [n for n in suite_order() if n not in missing]
     chosen = [s.strip() for s in spec.split(",") if s.strip()]
     if not chosen:
         raise RbgError("--suite is empty; give 'all' or perturbation names "

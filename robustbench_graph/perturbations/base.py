@@ -256,6 +256,19 @@ class Perturbation:
     # The strength a report's headline shows, per dataset family (grey/colour): a value of
     # the default grid where the baseline is clearly hurt but not destroyed.
     headline_setting: ClassVar[dict[str, float]] = {}
+    # An optional extra the family needs: (the module it imports, the extra's name). A
+    # family whose module is missing is left out of ``--suite all`` (with a note) and fails
+    # with one line saying how to install it when named.
+    requires: ClassVar[tuple[str, str] | None] = None
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether the family's optional extra (``requires``) is installed."""
+        if cls.requires is None:
+            return True
+        import importlib.util
+
+        return importlib.util.find_spec(cls.requires[0]) is not None
 
     @classmethod
     def describe_cell(cls, param: str, value: float) -> str:
