@@ -216,3 +216,11 @@ def len_test(run_dir):
 
     run = load_run(run_dir)
     return len(load_dataset(run.train_config.dataset, False))
+
+
+def test_a_strength_that_is_not_a_short_decimal_is_cached(runs):
+    """1/3 is written to results.csv to 10 digits; the cell reads back as the same cell."""
+    args = ["--suite", "downup", "-p", "downup.factor=0.333333333333333", "--device", "cpu"]
+    assert cli("attack", "--runs", runs, *args).exit_code == 0
+    again = cli("attack", "--runs", runs, *args)
+    assert again.exit_code == 0 and "0 cells computed" in again.output

@@ -317,8 +317,10 @@ class Perturbation:
         return field
 
     def sweep_value(self, field: str, value: Any) -> float:
-        """The ``param_value`` of one value of a sweep field (the number by default)."""
-        return float(value)
+        """The ``param_value`` of one value of a sweep field: the number, to the 10
+        significant digits ``results.csv`` keeps (so that 1/3 or 8/255 read back as the same
+        cell and are not recomputed)."""
+        return float(f"{float(value):.10g}")
 
     def repeats(self) -> int:
         return int(getattr(self.settings, self.repeats_setting)) if self.repeats_setting else 1
