@@ -101,6 +101,15 @@ def stratified_split(
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
+def split_indices(labels: np.ndarray, test_fraction: float, seed: int, train: bool
+                  ) -> np.ndarray:
+    """One side of :func:`stratified_split`: the test split in file order, the training
+    split in a seeded shuffled order (mnist5k's file is sorted by class, and a user's own
+    loop without shuffling would see one class per batch)."""
+    tr, te = stratified_split(labels, test_fraction, seed)
+    return tr[np.random.default_rng([seed, 1]).permutation(len(tr))] if train else te
+
+
 def _as_image_data(
     images: np.ndarray, labels: np.ndarray, scale: float, info: DatasetInfo,
     source: Path | str = "",
@@ -136,10 +145,7 @@ class EmbeddedSource(DatasetSource):
 
     def load(self, train: bool, *, data_dir: Path, download: bool, split_seed: int) -> ImageData:
         images, labels = getattr(data_files, self.reader)()
-        tr, te = stratified_split(labels, self.test_fraction, split_seed)
-        # The training split in a seeded shuffled order: mnist5k's file is sorted by class,
-        # and a user's own loop without shuffling would see one class per batch.
-        idx = tr[np.random.default_rng([split_seed, 1]).permutation(len(tr))] if train else te
+        idx = split_indices(labels, self.test_fraction, split_seed, train)
         return _as_image_data(images[idx], labels[idx], self.scale, self.info)
 
 
@@ -210,7 +216,11 @@ class ImageFolderSource(DatasetSource):
 
     def describe(self, data_dir: Path) -> DatasetInfo:
         root = Path(data_dir)
-        parts, classes = self._read(root)
+        return self._info(root, *self._read(root))
+
+    def _info(self, root: Path, parts: dict[str, tuple[np.ndarray, np.ndarray]],
+              classes: list[str]) -> DatasetInfo:
+        """The info of the folder ``root`` whose files :meth:`_read` returned."""
         images = parts["train"][0] if "train" in parts else parts["all"][0]
         declared = _declared_statistics(root, images.shape[1])
         if declared is None:
@@ -228,13 +238,11 @@ class ImageFolderSource(DatasetSource):
         if download:
             raise RbgError("dataset 'imagefolder' cannot be downloaded; pass its folder with "
                            "--data-dir")
-        parts, _ = self._read(root)
-        info = self.describe(root)
+        parts, classes = self._read(root)
+        info = self._info(root, parts, classes)
         if "all" in parts:
             images, labels = parts["all"]
-            tr, te = stratified_split(labels, self.test_fraction, split_seed)
-            idx = (tr[np.random.default_rng([split_seed, 1]).permutation(len(tr))]
-                   if train else te)
+            idx = split_indices(labels, self.test_fraction, split_seed, train)
             images, labels = images[idx], labels[idx]
         else:
             images, labels = parts["train" if train else "test"]

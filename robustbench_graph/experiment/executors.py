@@ -33,10 +33,6 @@ Outcome = dict[str, Any]
 OnOutcome = Callable[[Outcome], None]
 
 
-def _attack_of(units: list[Unit]) -> dict[str, Unit]:
-    return {u.run_dir: u for u in units if u.kind == "attack"}
-
-
 class Scheduler:
     """Which unit may start now: train units in order; an attack unit once its run's train
     unit is done, or at once when there is none in this batch (trained earlier)."""

@@ -9,7 +9,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .units import Unit, clear_attack_failed, mark_attack_failed, state, unit_lock
+from .units import (
+    Unit,
+    clear_attack_failed,
+    mark_attack_failed,
+    state,
+    train_done,
+    unit_lock,
+)
 
 
 def set_threads(threads: int | None) -> None:
@@ -32,7 +39,7 @@ def run_unit(unit_data: dict[str, Any], threads: int | None = None) -> dict[str,
         current, _ = state(unit)
         if current == "done":
             return {"id": unit.id, "status": "skipped", "seconds": 0.0, "message": ""}
-        if unit.kind == "attack" and current == "pending" and not _trained(unit):
+        if unit.kind == "attack" and not train_done(Path(unit.run_dir)):
             return {"id": unit.id, "status": "failed", "seconds": 0.0,
                     "message": "its training unit is not done"}
         try:
@@ -50,12 +57,6 @@ def run_unit(unit_data: dict[str, Any], threads: int | None = None) -> dict[str,
                     "seconds": time.perf_counter() - t0, "message": message}
     return {"id": unit.id, "status": "done", "seconds": time.perf_counter() - t0,
             "message": ""}
-
-
-def _trained(unit: Unit) -> bool:
-    from .units import train_done
-
-    return train_done(Path(unit.run_dir))
 
 
 def _run(unit: Unit) -> None:

@@ -186,7 +186,7 @@ def parse(text: str, where: str, *, out: Path | None = None,
         except TypeError as err:
             raise RbgError(f"{where}: {err}") from None
         (spec,) = plan_runs(cfg, [0], Path("."))  # validates and resolves the options
-        configs.append(dataclasses.replace(spec.config))
+        configs.append(spec.config)
     attack = _table(record, "attack", where)
     suite = attack.get("suite", "all")
     suite = ",".join(suite) if isinstance(suite, list) else str(suite)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import socket
 from collections.abc import Iterator
@@ -208,7 +207,3 @@ def describe(units: list[Unit]) -> list[dict[str, Any]]:
         rows.append({"id": u.id, "kind": u.kind, "run": Path(u.run_dir).name, "state": st,
                      "message": message})
     return rows
-
-
-def dumps(unit: Unit) -> str:
-    return json.dumps(unit.to_dict(), sort_keys=True)
