@@ -1,9 +1,10 @@
 """Per-image values a perturbation keeps beside its results (``<run>/per_image/``).
 
-DeepFool keeps each attacked image's minimal adversarial distance, from which the report
-draws robust accuracy against ε. A file is named by its cell (perturbation, param, value)
-and the cell's settings fingerprint, so results of other settings never mix; it holds the
-columns ``image`` (index into the test split), ``label`` and ``distance`` and is written
+DeepFool keeps each attacked image's minimal adversarial distance (column ``distance``), from
+which the report draws robust accuracy against ε; ``curvature`` keeps each image's κ and how
+many noisy draws it survived. A file is named by its cell (perturbation, param, value) and the
+cell's settings fingerprint, so results of other settings never mix; it holds the columns
+``image`` (index into the test split) and ``label``, then the family's values, and is written
 atomically before the cell's rows reach ``results.csv``.
 """
 
@@ -16,7 +17,8 @@ import pandas as pd
 from .io import atomic_write
 
 FOLDER = "per_image"
-COLUMNS = ("image", "label", "distance")
+KEY_COLUMNS = ("image", "label")
+COLUMNS = (*KEY_COLUMNS, "distance")  # DeepFool's
 
 
 def per_image_path(run_dir: Path, perturbation: str, param: str, param_value: float,
@@ -27,19 +29,21 @@ def per_image_path(run_dir: Path, perturbation: str, param: str, param_value: fl
 
 def write_per_image(path: Path, table: pd.DataFrame) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda p: table[list(COLUMNS)].to_csv(p, index=False,
-                                                             float_format="%.9g"))
+    values = [c for c in table.columns if c not in KEY_COLUMNS]
+    atomic_write(path, lambda p: table[[*KEY_COLUMNS, *values]].to_csv(
+        p, index=False, float_format="%.9g"))
 
 
 def read_per_image(run_dir: Path, perturbation: str, param: str, param_value: float,
-                   fingerprint: str) -> pd.DataFrame | None:
-    """The kept values of one cell, or None where there are none (or they are unreadable:
-    the report then draws no curve from them)."""
+                   fingerprint: str, values: tuple[str, ...] = ("distance",)
+                   ) -> pd.DataFrame | None:
+    """The kept values of one cell (with at least the columns ``values``), or None where
+    there are none (or they are unreadable: the report then draws no curve from them)."""
     path = per_image_path(run_dir, perturbation, param, param_value, fingerprint)
     try:
         table = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError):
         return None
-    if list(table.columns) != list(COLUMNS):
+    if list(table.columns[:2]) != list(KEY_COLUMNS) or not set(values) <= set(table.columns):
         return None
     return table

@@ -52,7 +52,7 @@ def reference(tmp_path_factory):
 
 def test_the_shipped_experiments_parse_and_plan():
     sizes = {"demo": 8, "lapnet-cifar10": 80, "lapnet-fashion-mnist": 24,
-             "noise-cifar10": 50}
+             "noise-cifar10": 50, "curvature-mnist5k": 18}
     assert set(spec.shipped_experiments()) == set(sizes)
     for name, size in sizes.items():
         exp = spec.load(name)
@@ -65,6 +65,9 @@ def test_the_shipped_experiments_parse_and_plan():
     assert {c.loss for c in noise.configs} == {"ce", "lmd-noise", "noisy", "both", "stability"}
     assert all(c.lr_milestones == (60, 120, 160) and c.feature_dim == 128
                for c in noise.configs)
+    curvature = spec.load("curvature-mnist5k")
+    assert {(c.loss, c.loss_options.get("sigma")) for c in curvature.configs} == {
+        ("ce", None), ("noisy", 0.3), ("lmd-noise", 0.3)}
 
 
 def test_a_run_plans_runs_reports_and_then_skips_everything(reference):
@@ -211,7 +214,8 @@ def test_bad_experiment_files_are_one_line(tmp_path, text, message):
 
 def test_unknown_experiments_and_executors_are_one_line(tmp_path):
     result = cli("run", "no-such-experiment")
-    assert result.exit_code == 1 and "shipped name (demo, lapnet-cifar10" in result.output
+    assert result.exit_code == 1
+    assert "shipped name (curvature-mnist5k, demo, lapnet-cifar10" in result.output
     result = cli("run", tmp_path / "missing.toml")
     assert result.exit_code == 1 and "does not exist" in result.output
     with pytest.raises(RbgError, match="unknown --executor 'mpi'"):

@@ -1,6 +1,9 @@
 """A small CNN: conv(w)-pool-conv(2w)-pool-fc(feature_dim)-fc(C), ReLU, no batch-norm.
 
 The network of our mnist5k measurements (conv32-conv64-fc128-fc10; docs/models.md#smallcnn).
+``smallcnn-smooth`` is the same network with GELU for ReLU and average for max pooling: its
+loss is twice differentiable in the input, so the finite-difference curvature estimate and
+the exact Hessian agree on it (docs/models.md#smallcnn-smooth).
 """
 
 from __future__ import annotations
@@ -12,17 +15,16 @@ from .base import MODELS, TappedModel
 
 
 class SmallCNN(TappedModel):
-    def __init__(self, info: DatasetInfo, width: int = 32, feature_dim: int = 128) -> None:
+    def __init__(self, info: DatasetInfo, width: int = 32, feature_dim: int = 128,
+                 smooth: bool = False) -> None:
         super().__init__(info)
         channels, height, wid = info.input_shape
-        self.block1 = nn.Sequential(
-            nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
-        )
-        self.block2 = nn.Sequential(
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)
-        )
+        act = nn.GELU if smooth else nn.ReLU
+        pool = nn.AvgPool2d if smooth else nn.MaxPool2d
+        self.block1 = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), act(), pool(2))
+        self.block2 = nn.Sequential(nn.Conv2d(width, 2 * width, 3, padding=1), act(), pool(2))
         flat = 2 * width * (height // 4) * (wid // 4)
-        self.block3 = nn.Sequential(nn.Flatten(), nn.Linear(flat, feature_dim), nn.ReLU())
+        self.block3 = nn.Sequential(nn.Flatten(), nn.Linear(flat, feature_dim), act())
         self.head = nn.Linear(feature_dim, info.num_classes)
 
     def embed(self, u):  # noqa: ANN001, ANN201
@@ -45,3 +47,9 @@ class SmallCNN(TappedModel):
                  "default for 28x28 and 8x8 grey inputs (width 32, feature_dim 128)")
 def smallcnn(info: DatasetInfo, width: int = 32, feature_dim: int = 128) -> SmallCNN:
     return SmallCNN(info, width, feature_dim)
+
+
+@MODELS.register("smallcnn-smooth", "smallcnn with GELU and average pooling: a loss twice "
+                 "differentiable in the input (for curvature studies)")
+def smallcnn_smooth(info: DatasetInfo, width: int = 32, feature_dim: int = 128) -> SmallCNN:
+    return SmallCNN(info, width, feature_dim, smooth=True)

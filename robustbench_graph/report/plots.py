@@ -222,7 +222,8 @@ def write_plots(report: Report, out_dir: Path) -> list[PlotFile]:
     """Draw and write every curve and box figure of ``report`` under ``out_dir/plots``.
 
     Files: ``{dataset}-{model}-{perturbation}[-{param}].png|svg`` (curves),
-    ``{dataset}-{model}-deepfool-robust-accuracy`` and ``{dataset}-{model}-headline-boxes``.
+    ``{dataset}-{model}-deepfool-robust-accuracy``, ``{dataset}-{model}-curvature-survival``
+    and ``{dataset}-{model}-headline-boxes``.
     """
     plot_dir = Path(out_dir) / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
@@ -262,6 +263,16 @@ def write_plots(report: Report, out_dir: Path) -> list[PlotFile]:
             written.append(PlotFile(str(dataset), str(model), "DeepFool", png, svg, png_bytes,
                                     "curve", f"{dataset} / {model}: robust accuracy against "
                                     "the DeepFool L2 distance (from its per-image distances)"))
+        survival = _curvature_survival(results[(results["dataset"] == dataset)
+                                               & (results["model"] == model)], here, colors,
+                                       report.baseline, f"{dataset} / {model}")
+        if survival is not None:
+            png, svg, png_bytes = _save(survival, plot_dir,
+                                        _slug(f"{dataset}-{model}-curvature-survival"))
+            written.append(PlotFile(str(dataset), str(model), "Input curvature", png, svg,
+                                    png_bytes, "curve", f"{dataset} / {model}: mean input "
+                                    "curvature of the images grouped by the noisy copies "
+                                    "they survive, and the Pearson r per network"))
         head = next((h for h in report.headlines
                      if (h.dataset, h.model) == (str(dataset), str(model))), None)
         if head is not None:
@@ -327,4 +338,45 @@ def _deepfool_curve(results: pd.DataFrame, methods: list[str], colors: dict[str,
                             lw=0)
     _finish_curve(fig, ax, f"{title}: DeepFool (L2), band: range over networks",
                   "L2 distance ε (stronger →)", "robust accuracy (%)")
+    return fig
+
+
+def _curvature_survival(results: pd.DataFrame, methods: list[str], colors: dict[str, str],
+                        baseline: str, title: str) -> Figure | None:
+    """The noise paper's figure: per network, the mean κ of the images grouped by how many
+    noisy copies they survived, against that count (one line per network; the legend gives
+    the median Pearson r of each method's networks)."""
+    from ..per_image import read_per_image
+    from ..perturbations.curvature import group_correlation
+
+    cells = results[(results["perturbation"] == "curvature")
+                    & (results["metric"] == "kappa_median")]
+    cells = cells[["method", "run_path", "param", "param_value", "settings"]].drop_duplicates()
+    lines: dict[str, list[tuple[pd.DataFrame, float]]] = {}
+    for r in cells.itertuples(index=False):
+        table = read_per_image(Path(r.run_path), "curvature", str(r.param),
+                               float(r.param_value), str(r.settings), ("kappa", "survived"))
+        if table is not None and len(table):
+            pearson, groups = group_correlation(table["survived"].to_numpy(),
+                                                table["kappa"].to_numpy(dtype="float64"))
+            lines.setdefault(r.method, []).append((groups, pearson))
+    if not lines:
+        return None
+    fig = _new_figure(6.4, 4.2)
+    ax = fig.subplots()
+    for m in methods:
+        for i, (groups, _r) in enumerate(lines.get(m, [])):
+            rs = [r for _g, r in lines[m] if not math.isnan(r)]
+            label = None
+            if i == 0:
+                median = f"{float(np.median(rs)):+.2f}" if rs else "n/a"
+                label = (f"{m} (n={len(lines[m])}, median r {median})"
+                         + (" — baseline" if m == baseline else ""))
+            ax.plot(groups["survived"], groups["kappa"], marker="o", ms=3, color=colors[m],
+                    lw=1.6 if m == baseline else 1.1, ls="--" if m == baseline else "-",
+                    alpha=0.8, label=label)
+    if all(float(g["kappa"].min()) > 0 for ls in lines.values() for g, _r in ls):
+        ax.set_yscale("log")
+    _finish_curve(fig, ax, f"{title}: input curvature against noise survival",
+                  "noisy copies classified correctly", "mean κ of the group")
     return fig
