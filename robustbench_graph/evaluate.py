@@ -41,7 +41,14 @@ from .device import eval_batch_size
 from .errors import RbgError
 from .io import clean_stale_temp_files
 from .per_image import per_image_path, write_per_image
-from .perturbations import Cell, EvalContext, Perturbation, build_suite, dataset_family
+from .perturbations import (
+    Cell,
+    EvalContext,
+    Perturbation,
+    build_suite,
+    dataset_family,
+    suite_names,
+)
 from .records import COLUMNS, cell_fingerprints, read_results, repair, replace_cell, write_results
 from .rundir import RESULTS, find_runs
 from .runs import LoadedRun, load_run
@@ -112,11 +119,13 @@ def resolve_runs(paths: list[Path]) -> list[Path]:
 
 class TestSplits:
     """Test splits, each loaded once per attack command and keyed by everything that selects
-    it (dataset, split seed, test images and the data folder)."""
+    it (dataset, split seed, test images and the data folder); training splits likewise, on
+    demand (:meth:`train`)."""
 
     def __init__(self, data_dir: Path | None = None) -> None:
         self.data_dir = data_dir
         self._loaded: dict[tuple, tuple[ImageData, torch.Tensor | None]] = {}
+        self._train: dict[tuple, ImageData] = {}
 
     def get(self, dataset: str, split_seed: int, test_images: ImageSubset) -> ImageData:
         return self.get_indexed(dataset, split_seed, test_images)[0]
@@ -134,6 +143,13 @@ class TestSplits:
                 data = data.subset(indices)
             self._loaded[key] = (data, indices)
         return self._loaded[key]
+
+    def train(self, dataset: str, split_seed: int) -> ImageData:
+        """The training split (in the order ``load_dataset`` returns it), loaded once."""
+        key = ("train", dataset, split_seed, self.data_dir)
+        if key not in self._train:
+            self._train[key] = load_dataset(dataset, True, self.data_dir, split_seed=split_seed)
+        return self._train[key]
 
 
 def plan_cells(suite: list[Perturbation], test_images: ImageSubset) -> list[Cell]:
@@ -166,7 +182,7 @@ def _refuse_conflicts(run_dir: Path, cells: list[Cell], done: dict) -> None:
 
 def attack_run(
     run_dir: Path,
-    names: list[str],
+    names: list[str] | str,
     cfg: AttackConfig,
     *,
     device: torch.device,
@@ -183,6 +199,8 @@ def attack_run(
     """
     splits = splits or TestSplits()
     run = load_run(run_dir, device)
+    if isinstance(names, str):  # a suite spec: ``all`` resolves per dataset family
+        names = suite_names(names, dataset_family(run.info))
     suite = build_suite(names, cfg.settings, dataset_family(run.info))
     families = {family.name: family for family in suite}
     cells = plan_cells(suite, cfg.test_images)
@@ -207,8 +225,10 @@ def attack_run(
                        f"dataset the run was made for ({run.info.num_classes} classes of "
                        f"{'x'.join(map(str, run.info.input_shape))}); check --data-dir")
     batch_size = cfg.batch_size or eval_batch_size(device)
+    tc = run.train_config
     ctx = EvalContext(run.model, data.to(device), device, run.name, batch_size,
-                      test_indices=test_indices, work_dir=Path(run_dir))
+                      test_indices=test_indices, work_dir=Path(run_dir),
+                      train_data=lambda: splits.train(tc.dataset, tc.split_seed))
     provenance = {"rbg": __version__, "device": str(device), "batch_size": batch_size,
                   "images": len(data)}
     for i, cell in enumerate(cells):

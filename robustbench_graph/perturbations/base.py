@@ -160,6 +160,9 @@ class EvalContext:
     # The run folder, for a family that keeps resumable state of a cell being computed (e.g.
     # AutoAttack's state file); None outside ``rbg attack``.
     work_dir: Path | None = None
+    # The run's training split, loaded on the first call (cached by the attack command), for
+    # a family measured on training images (lipschitz); None outside ``rbg attack``.
+    train_data: Callable[[], ImageData] | None = None
 
     def advance(self, done: int, total: int) -> None:
         """Report ``done`` of ``total`` units (batches, over every repeat) of the cell."""
@@ -260,6 +263,9 @@ class Perturbation:
     # family whose module is missing is left out of ``--suite all`` (with a note) and fails
     # with one line saying how to install it when named.
     requires: ClassVar[tuple[str, str] | None] = None
+    # The dataset families (grey/colour) whose runs ``--suite all`` measures it on; named
+    # explicitly, a family runs on any dataset (or refuses it with a clear message).
+    suite_families: ClassVar[tuple[str, ...]] = FAMILIES
 
     @classmethod
     def available(cls) -> bool:
