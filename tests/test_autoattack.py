@@ -233,6 +233,9 @@ def test_suite_all_leaves_out_a_family_whose_extra_is_missing(monkeypatch, digit
     assert left_out_note("clean,pgd") is None
     result = cli("attack", "--runs", run, "--suite", "all", "--samples", "4",
                  "-p", "gaussian.draws=1", "-p", "gaussian-iid.draws=1",
-                 "-p", "dropout.repeats=1", "-p", "deepfool.samples=2", "--device", "cpu")
+                 "-p", "dropout.repeats=1", "-p", "deepfool.samples=2",
+                 "-p", "lipschitz.draws=1", "-p", "lipschitz.images=20",
+                 "-p", "curvature.probes=1", "-p", "mnist-c.corruption=contrast",
+                 "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "note: --suite all leaves out autoattack" in result.output

@@ -17,7 +17,7 @@ from torch import nn
 from robustbench_graph.data import load_dataset
 from robustbench_graph.errors import RbgError
 from robustbench_graph.models.external import ExternalModel
-from robustbench_graph.perturbations import suite_order
+from robustbench_graph.perturbations import suite_names
 from robustbench_graph.runs import load_run
 
 from conftest import cli
@@ -54,6 +54,8 @@ NET_SOURCE = textwrap.dedent('''
 FAST = ["-p", "autoattack.version=cheap",
         "-p", "gaussian.draws=2", "-p", "gaussian-iid.draws=2", "-p", "dropout.repeats=2",
         "-p", "dropout.p=0.25,0.5", "-p", "deepfool.samples=20", "-p", "pgd.steps=5",
+        "-p", "mnist-c.corruption=contrast", "-p", "corruptions.corruption=contrast",
+        "-p", "curvature.probes=2", "-p", "lipschitz.draws=2", "-p", "lipschitz.images=50",
         "--samples", "60", "--device", "cpu"]
 
 
@@ -108,7 +110,7 @@ def test_a_model_from_a_test_file_runs_the_whole_suite_and_the_report(imported):
     result = cli("attack", "--runs", runs, "--suite", "all", *FAST)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(runs / "mine" / "results.csv")
-    assert set(table.perturbation) == set(suite_order())
+    assert set(table.perturbation) == set(suite_names("all", "grey"))
     assert set(table.model) == {"net.py:make_net"} and set(table.loss) == {"imported"}
     clean = table[(table.perturbation == "clean") & (table.metric == "accuracy")].value.item()
     assert clean == pytest.approx(_own_accuracy(net, samples=60), abs=1e-9) and clean > 0.8
@@ -219,7 +221,7 @@ def test_torchvision_resnet18_runs_the_whole_suite_and_the_report(tmp_path):
     result = cli("attack", "--runs", tmp_path / "runs", "--suite", "all", *FAST, *data)
     assert result.exit_code == 0, result.output
     table = pd.read_csv(tmp_path / "runs" / "r18" / "results.csv")
-    assert set(table.perturbation) == set(suite_order())
+    assert set(table.perturbation) == set(suite_names("all", "colour"))
     assert set(table.model) == {"torchvision.resnet18"}
     result = cli("report", "--runs", tmp_path / "runs", "--out", tmp_path / "report")
     assert result.exit_code == 0, result.output

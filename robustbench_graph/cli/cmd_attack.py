@@ -49,6 +49,9 @@ def attack(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     data_dir: Annotated[Path | None, typer.Option(help="Folder of torchvision datasets.")
                         ] = None,
+    corruptions_dir: Annotated[Path | None, typer.Option(
+        help="Folder of the CIFAR-10-C .npy files: the corruptions family evaluates on them "
+             "(= -p corruptions.dir=...).")] = None,
     overwrite: Annotated[bool, typer.Option(
         help="Recompute the suite's cells, replacing earlier results of them (each only once "
              "its new values exist).")] = False,
@@ -63,7 +66,10 @@ def attack(
     names = suite_names(suite)
     if note := left_out_note(suite):
         err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
-    cfg = AttackConfig(settings=parse_perturbation_settings(setting),
+    settings = parse_perturbation_settings(setting)
+    if corruptions_dir is not None:
+        settings.setdefault("corruptions", {})["dir"] = str(corruptions_dir)
+    cfg = AttackConfig(settings=settings,
                        test_images=ImageSubset(samples, subset), batch_size=batch_size)
     cfg.validate()
     check_suite(names, cfg.settings)
@@ -97,7 +103,7 @@ def attack(
                                   f"{e.seconds:.1f} s{value}", highlight=False, markup=False)
 
             try:
-                done = attack_run(run_dir, names, cfg, device=dev, overwrite=overwrite,
+                done = attack_run(run_dir, suite, cfg, device=dev, overwrite=overwrite,
                                   splits=splits, on_event=on_event)
                 reports.append(done)
                 for line in done.warnings:
@@ -133,6 +139,7 @@ def _summary_cells(table) -> dict[str, tuple[str, float, bool]]:  # noqa: ANN001
     """Per family: (setting, mean over repeats, percent) of its headline metric at its
     headline setting (the middle computed strength where that one was not computed)."""
     from ..perturbations import family_class, suite_order
+    from ..perturbations.base import Strength
     from ..report.headline import dataset_family_of, headline_strength
 
     out: dict[str, tuple[str, float, bool]] = {}
@@ -146,6 +153,9 @@ def _summary_cells(table) -> dict[str, tuple[str, float, bool]]:  # noqa: ANN001
         at = rows[rows["param_value"] == value]
         param = str(at["param"].iloc[0])
         label = "" if param == "none" else cls.describe_cell(param, value).split(", ", 1)[-1]
+        if (count := at["param"].nunique()) > 1:  # one curve per corruption: their mean
+            axis = cls.strengths.get(param, Strength(param)).label.split()[-1]
+            label = f"{axis} {value:g}, mean of {count}"
         out[name] = (label, float(at["value"].mean()), cls.metric(cls.headline).percent)
     return out
 

@@ -72,9 +72,8 @@ def _run(unit: Unit) -> None:
                   data_dir=data_dir)
         return
     from ..evaluate import TestSplits, attack_run
-    from ..perturbations import suite_names
 
     cfg = unit.attack_config()
-    attack_run(Path(unit.run_dir), suite_names(unit.suite), cfg, device=device,
+    attack_run(Path(unit.run_dir), unit.suite, cfg, device=device,
                splits=TestSplits(data_dir))
     clear_attack_failed(unit)

@@ -56,12 +56,14 @@ def left_out_note(spec: str) -> str | None:
             + ", ".join(f"'robustbench_graph[{e}]'" for e in extras))
 
 
-def suite_names(spec: str) -> list[str]:
-    """Resolve ``all`` (every family whose optional extra is installed) or a comma list to
-    registered names, in suite order."""
+def suite_names(spec: str, family: str | None = None) -> list[str]:
+    """Resolve ``all`` (every family whose optional extra is installed and, for a dataset
+    ``family`` given, that declares it in ``suite_families``) or a comma list to registered
+    names, in suite order."""
     if spec.strip() == "all":
         missing = set(unavailable_families())
-        return [n for n in suite_order() if n not in missing]
+        return [n for n in suite_order() if n not in missing
+                and (family is None or family in family_class(n).suite_families)]
     chosen = [s.strip() for s in spec.split(",") if s.strip()]
     if not chosen:
         raise RbgError("--suite is empty; give 'all' or perturbation names "

@@ -14,6 +14,7 @@ from ..io import atomic_write, write_text_atomic
 from .aggregate import method_order, networks, summarize
 from .collect import RunInfo, collect
 from .compare import ALPHA, compare
+from .corruption_table import corruption_tables
 from .export import write_exports
 from .headline import Headline, build_headlines
 from .html import render_html
@@ -95,7 +96,8 @@ def build_report(runs_root: Path, out_dir: Path, baseline: str = "ce",
     report = Report(
         runs_root=Path(runs_root), out_dir=Path(out_dir), baseline=baseline, results=results,
         summary=summary, comparisons=comparisons,
-        tables=build_tables(summary, comparisons, baseline), headlines=headlines,
+        tables=build_tables(summary, comparisons, baseline)
+        + corruption_tables(per_network, baseline), headlines=headlines,
         runs=collected.runs, methods=methods, settings=collected.settings,
         method_configs=collected.methods, networks=per_network, warnings=warnings, notes=notes,
         version=__version__,

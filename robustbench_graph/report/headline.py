@@ -165,11 +165,20 @@ def column_choices(summary: pd.DataFrame) -> tuple[list[HeadlineColumn], dict[st
         rows = summary[summary["perturbation"] == p]
         metric = headline_metric(p)
         points = rows[rows["metric"] == metric]
+        # A family sweeping several params (one curve per corruption) gets no default
+        # column: its columns are named with the param, and its own table sums it up.
+        several = points["param"].nunique() > 1
         for (param, variant), group in points.groupby(["param", "variant"], sort=True,
                                                       dropna=False):
             values = sorted({v for v in (value_key(x) for x in group["param_value"])
                              if v is not None})
             tag = f"[{variant}]" if variant else ""
+            if several:
+                for v in values:
+                    col = HeadlineColumn(f"{p}.{param}@{v:g}{tag}", p, str(param), v, metric,
+                                         str(variant))
+                    every[col.key] = col
+                continue
             if param == "none" or not values:
                 col = HeadlineColumn(p + tag, p, str(param), 0.0 if values else math.nan,
                                      metric, str(variant))
@@ -186,10 +195,12 @@ def column_choices(summary: pd.DataFrame) -> tuple[list[HeadlineColumn], dict[st
         for (param, variant), _ in rows[rows["metric"] == metric + AUC_SUFFIX].groupby(
                 ["param", "variant"], sort=True, dropna=False):
             tag = f"[{variant}]" if variant else ""
-            col = HeadlineColumn(f"{AUC_PREFIX}{p}{tag}", p, str(param), math.nan,
+            name = f"{p}.{param}" if several else p
+            col = HeadlineColumn(f"{AUC_PREFIX}{name}{tag}", p, str(param), math.nan,
                                  metric + AUC_SUFFIX, str(variant))
             every[col.key] = col
-            areas.append(col)
+            if not several:
+                areas.append(col)
     return default + areas, every
 
 
@@ -244,6 +255,7 @@ def build_headlines(summary: pd.DataFrame, comparisons: pd.DataFrame, baseline: 
 
 
 def _rows_of(df: pd.DataFrame, col: HeadlineColumn) -> pd.DataFrame:
-    where = ({"param": col.param} if col.is_area else {"param_value": col.param_value})
+    where = ({"param": col.param} if col.is_area
+             else {"param": col.param, "param_value": col.param_value})
     return select_rows(df, {"perturbation": col.perturbation, "metric": col.metric,
                             "variant": col.variant, **where})
