@@ -163,6 +163,18 @@ def test_family_cells_are_corruption_by_severity_and_images_do_not_depend_on_bat
     assert torch.equal(_inputs(family, cells[3], _colour_ctx(colour, labels, 8)), colour)
 
 
+@pytest.mark.parametrize("name", ["impulse_noise", "stripes", "fog", "translate"])
+def test_mnist_c_images_do_not_depend_on_batches(colour, name):
+    cls = family_class("mnist-c")
+    family = cls(cls.resolve({"corruption": name, "severity": "3"}, "colour"))
+    (cell,) = family.cells(ImageSubset())
+    labels = torch.arange(8) % 3
+    a = _inputs(family, cell, _colour_ctx(colour, labels, 8))
+    assert torch.equal(a, _inputs(family, cell, _colour_ctx(colour, labels, 3)))
+    sub = _inputs(family, cell, _colour_ctx(colour[4:], labels[4:], 3, torch.arange(4, 8)))
+    assert torch.equal(sub, a[4:]) and not torch.equal(a, colour)
+
+
 def test_missing_extra_is_left_out_of_all_and_named_fails_in_one_line(monkeypatch, tmp_path,
                                                                       digits_run):
     from robustbench_graph.perturbations import left_out_note
@@ -330,7 +342,7 @@ def test_corruption_table_mean_errors_and_mce():
     (table,) = corruption_tables(runs, "ce")
     assert [c.label for c in table.columns] == ["fog", "snow", "mean over corruptions",
                                                 "mCE (relative to ce)"]
-    assert "mean error over severities 1-5" in table.title
+    assert "mean error over severities 1-2" in table.title
     assert table.methods == ["ce", "gsl"]
     # ce: fog (0.2 + 0.4) / 2 = 0.3 (severity 0 left out), snow 0.4, mean 0.35, mCE 1.
     for j, want in enumerate((0.3, 0.4, 0.35, 1.0)):
@@ -346,6 +358,17 @@ def test_corruption_table_mean_errors_and_mce():
     assert corruption_tables(runs[runs.perturbation == "gaussian"], "ce") == []
 
 
+def test_a_network_missing_a_corruption_of_the_baseline_gets_no_mce():
+    base = {("fog", 1): 0.2, ("snow", 1): 0.4}
+    runs = _networks({("ce", "r0"): base, ("lmd", "r1"): {("fog", 1): 1.0}})
+    (table,) = corruption_tables(runs, "ce")
+    mce = [c.label for c in table.columns].index("mCE (relative to ce)")
+    assert table.cell("ce", mce).median == pytest.approx(1.0)
+    assert table.cell("lmd", mce) is None  # not 1.0 / 0.6 over fog alone, marked best
+    assert table.cell("lmd", 0).median == pytest.approx(1.0)
+    assert "severities 1 " in table.title or table.title.endswith("severities 1")
+
+
 def test_rbg_report_shows_the_corruption_table(colour_run, tmp_path):
     root, run_dir = colour_run
     runs = tmp_path / "runs"
@@ -357,7 +380,7 @@ def test_rbg_report_shows_the_corruption_table(colour_run, tmp_path):
     result = cli("report", "--runs", runs, "--out", tmp_path / "report")
     assert result.exit_code == 0, result.output
     md = (tmp_path / "report" / "tables.md").read_text()
-    assert "Common corruptions, mean error over severities 1-5" in md
+    assert "Common corruptions, mean error over severities 1, 3" in md
     assert "mean over corruptions (error %)" in md and "pixelate (error %)" in md
     html = (tmp_path / "report" / "index.html").read_text()
     assert "mean over corruptions" in html

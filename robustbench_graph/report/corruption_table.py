@@ -46,13 +46,21 @@ class CorruptionTable(Table):
     """The corruption summary of one family on one dataset/model."""
 
     family: str = ""
+    severities: str = "1-5"
 
     @property
     def title(self) -> str:
         variant = f" [{self.columns[0].variant}]" if self.columns and self.columns[0].variant \
             else ""
         return (f"{self.dataset} / {self.model}: {family_title(self.family)}{variant}, mean "
-                "error over severities 1-5")
+                f"error over severities {self.severities}")
+
+
+def _span(levels: list[int]) -> str:
+    """``1-5`` for consecutive severities, else ``1, 3``."""
+    if levels and levels == list(range(levels[0], levels[-1] + 1)) and len(levels) > 1:
+        return f"{levels[0]}-{levels[-1]}"
+    return ", ".join(map(str, levels))
 
 
 def _stats(values: np.ndarray, metric: str) -> Cell | None:
@@ -90,14 +98,16 @@ def corruption_tables(runs: pd.DataFrame | None, baseline: str) -> list[Table]:
         mean = per.mean(axis=1, skipna=False)
         base = per.xs(baseline, level="method") if baseline in methods else None
         reference = base.median(axis=0) if base is not None else None
-        if reference is not None and reference.sum() > 0:
+        if reference is not None and reference.notna().all() and reference.sum() > 0:
             columns.append(SummaryColumn(str(family), "mCE", math.nan, MCE, var,
                                          text=f"mCE (relative to {baseline})"))
-            mce = per.sum(axis=1, min_count=1) / float(reference.sum())
+            # Over the same corruptions as the baseline's: a network missing one has none.
+            mce = per.sum(axis=1, skipna=False) / float(reference.sum())
         else:
             mce = None
+        levels = sorted({int(v) for v in group["param_value"]})
         table = CorruptionTable(str(dataset), str(model), baseline, methods, columns,
-                                family=str(family))
+                                family=str(family), severities=_span(levels))
         for method in methods:
             if method not in per.index.get_level_values("method"):
                 continue

@@ -120,6 +120,14 @@ def check_images(shape: tuple[int, ...] | torch.Size, what: str) -> None:
                        "--suite mnist-c (native, any size), or -p corruptions.adapt=true")
 
 
+def _load_npy(path: Path) -> np.ndarray:
+    """A memory-mapped ``.npy`` array, or one line saying why the file is not one."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise RbgError(f"{path} is not a readable .npy array ({err})") from None
+
+
 @dataclass(frozen=True)
 class CorruptionSettings:
     corruption: tuple[str, ...] = setting(CORRUPTIONS, "corruptions, one curve each (default: "
@@ -204,7 +212,7 @@ class Corruptions(CorruptionFamily):
         if not labels_path.is_file():
             raise RbgError(f"corruptions.dir {folder}: no {LABELS} (CIFAR-10-C's folder holds "
                            f"{LABELS} and one <corruption>.npy per corruption)")
-        labels = np.load(labels_path, mmap_mode="r")
+        labels = _load_npy(labels_path)
         if labels.ndim != 1 or len(labels) % 5 or not len(labels):
             raise RbgError(f"{labels_path} holds {labels.shape} labels; expected 5 x N "
                            "(5 severities of N test images)")
@@ -220,7 +228,7 @@ class Corruptions(CorruptionFamily):
         path = folder / f"{name}.npy"
         if not path.is_file():
             raise RbgError(f"corruptions.dir {folder}: no {name}.npy")
-        array = np.load(path, mmap_mode="r")
+        array = _load_npy(path)
         if array.shape != (5 * n, h, w, c) or array.dtype != np.uint8:
             raise RbgError(f"{path} has shape {array.shape} ({array.dtype}); expected "
                            f"({5 * n}, {h}, {w}, {c}) uint8 for {c}x{h}x{w} test images")

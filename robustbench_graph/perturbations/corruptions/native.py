@@ -5,8 +5,9 @@ written in torch (batched, on the device) for images of any size and channel cou
 Each corruption has 5 severities (:data:`PARAMS`; 0 is the identity). Sizes in pixels are
 those of a 28 px image, scaled with the image's shorter side. Random choices (noise, the
 direction of a shift, the sign of a rotation or shear, line positions, the fog field) come
-from a generator seeded per (run, corruption, draw), the same at every severity, and are
-drawn in the same amounts at every severity, so severity s + 1 moves each image further from
+from a generator per image, seeded by (run, corruption, draw, test index), the same at every
+severity, so a cell does not depend on the batch size; they are drawn in the same amounts at
+every severity, so severity s + 1 moves each image further from
 the clean one than severity s. Geometric corruptions resample bilinearly with zeros outside.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ...config import stable_seed
 from ...settings import setting
 from ..base import Draw, register_perturbation
 from .base import SEVERITIES, CorruptionFamily, check_choice, severity_strengths
@@ -196,13 +198,18 @@ class MnistC(CorruptionFamily):
     strengths = severity_strengths(CORRUPTIONS)
     suite_families = ("grey",)  # --suite all on colour runs measures corruptions instead
 
-    def begin(self, draw: Draw) -> None:
-        super().begin(draw)
-        gen = torch.Generator(device=draw.ctx.device)
-        gen.manual_seed(self.draw_seed(draw))
-        draw.state["generator"] = gen
-
     @torch.inference_mode()
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: Any
                 ) -> torch.Tensor:
-        return mnist_c(u, draw.cell.param, self.severity(draw), draw.state["generator"])
+        """Each image under its own generator (run, corruption, draw, test index): the values
+        do not depend on the batch size or on the other images."""
+        severity, seed = self.severity(draw), self.draw_seed(draw)
+        index = self.rows(draw, len(u))
+        if severity == 0:
+            return u
+        out = []
+        for k, i in enumerate(index.tolist()):
+            gen = torch.Generator(device=u.device)
+            gen.manual_seed(stable_seed(seed, i))
+            out.append(mnist_c(u[k:k + 1], draw.cell.param, severity, gen))
+        return torch.cat(out)
