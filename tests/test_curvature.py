@@ -114,6 +114,14 @@ def test_values_are_seeded_per_image_not_per_batch(digits_run):
     first, whole = tables
     # (float32 convolutions of other batch sizes round differently)
     pd.testing.assert_frame_equal(first, whole.loc[first.index], rtol=1e-4)
+    # the survival noise has its own stream: other probes or the power iteration keep it
+    other = family_class("curvature")
+    other = other(other.resolve({"probes": "2", "noise_draws": "3", "top_eigenvalue": "true",
+                                 "power_iterations": "2"}, "grey"))
+    (other_cell,) = other.cells(__import__("robustbench_graph.config").config.ImageSubset())
+    ctx = _context(model, data, 50)
+    other.measure(other_cell, ctx)
+    assert ctx.kept[other_cell.key]["survived"].tolist() == whole["survived"].tolist()
 
 
 def test_finite_differences_agree_with_the_exact_value_on_a_smooth_trained_network(tmp_path):
@@ -154,3 +162,5 @@ def test_rbg_attack_and_report_on_a_relu_network(digits_run, tmp_path):
                  "--device", "cpu")
     assert result.exit_code == 1 and "curvature.noise must be gaussian or uniform" in \
         result.output
+    result = cli("attack", "--runs", run, "--suite", "curvature", "-p", "curvature.h=1e-6")
+    assert result.exit_code == 1 and "curvature.h must be in [1e-5, 1]" in result.output

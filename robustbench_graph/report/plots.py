@@ -356,7 +356,8 @@ def _curvature_survival(results: pd.DataFrame, methods: list[str], colors: dict[
     for r in cells.itertuples(index=False):
         table = read_per_image(Path(r.run_path), "curvature", str(r.param),
                                float(r.param_value), str(r.settings), ("kappa", "survived"))
-        if table is not None and len(table):
+        if table is not None and table["survived"].nunique() > 1:  # (noise_draws=0: none)
+            # r as results.csv has it (the same function, on the same per-image values)
             pearson, groups = group_correlation(table["survived"].to_numpy(),
                                                 table["kappa"].to_numpy(dtype="float64"))
             lines.setdefault(r.method, []).append((groups, pearson))
