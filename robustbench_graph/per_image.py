@@ -18,7 +18,6 @@ from .io import atomic_write
 
 FOLDER = "per_image"
 KEY_COLUMNS = ("image", "label")
-COLUMNS = (*KEY_COLUMNS, "distance")  # DeepFool's
 
 
 def per_image_path(run_dir: Path, perturbation: str, param: str, param_value: float,

@@ -218,6 +218,9 @@ def test_rbg_attack_uses_training_images_and_rbg_report_draws_the_curve(digits_r
 
     again = cli("attack", "--runs", run, "--suite", "lipschitz", *small, "--device", "cpu")
     assert again.exit_code == 0 and "0 cells computed" in again.output, again.output
+    subset = cli("attack", "--runs", run, "--suite", "lipschitz", *small, "--samples", "20",
+                 "--device", "cpu")  # on training images: --samples reuses the cells
+    assert subset.exit_code == 0 and "0 cells computed" in subset.output, subset.output
     out = tmp_path / "report"
     result = cli("report", "--runs", tmp_path / "runs", "--out", out)
     assert result.exit_code == 0, result.output

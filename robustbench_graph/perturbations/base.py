@@ -171,7 +171,8 @@ class EvalContext:
 
     def keep_per_image(self, cell: Cell, table: Any) -> None:
         """Keep a table of per-image values of ``cell`` (the columns of
-        :data:`robustbench_graph.per_image.COLUMNS`), written beside its results."""
+        :data:`robustbench_graph.per_image.KEY_COLUMNS`, then the family's values), written
+        beside its results."""
         self.kept[cell.key] = table
 
     def test_index(self, rows: torch.Tensor) -> torch.Tensor:
@@ -266,6 +267,9 @@ class Perturbation:
     # The dataset families (grey/colour) whose runs ``--suite all`` measures it on; named
     # explicitly, a family runs on any dataset (or refuses it with a clear message).
     suite_families: ClassVar[tuple[str, ...]] = FAMILIES
+    # Whether the cells measure the test images (their choice, --samples, is then part of
+    # every cell's settings); false for a family on the training images (lipschitz).
+    on_test_images: ClassVar[bool] = True
 
     @classmethod
     def available(cls) -> bool:
@@ -311,7 +315,8 @@ class Perturbation:
         every other setting and the test images are the cells' common settings."""
         common = to_json(self.settings)
         axes = {f: common.pop(f) for f in self.sweep_fields()}
-        common["test_images"] = to_json(test_images)
+        if self.on_test_images:
+            common["test_images"] = to_json(test_images)
         if not axes:
             return [Cell(self.name, "none", 0.0, common, self.version)]
         return [Cell(self.name, self.sweep_param(f), self.sweep_value(f, v), common,

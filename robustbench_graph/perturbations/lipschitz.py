@@ -24,7 +24,6 @@ Without a training split (a context built outside ``rbg attack``) the context's 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from .base import (
     Strength,
     register_perturbation,
     require,
+    settings_fingerprint,
 )
 
 # LapNet's grid: r = 1.75 a / 30, a = 1..30, kept to the 10 digits results.csv keeps.
@@ -155,6 +155,7 @@ class Lipschitz(Perturbation):
     strengths = {"radius": Strength("radius", "L2")}
     headline_setting = {"grey": 0.875, "colour": 0.875}
     headline = "alpha"
+    on_test_images = False  # the training images: --samples leaves the cells as they are
     metrics = (
         Metric("alpha", "lower", "the running max over radii up to r of the largest softmax "
                                  "change per unit L2 displacement"),
@@ -186,7 +187,7 @@ class Lipschitz(Perturbation):
                 for c in super().cells(test_images)]
 
     def curve(self, cell: Cell, ctx: EvalContext) -> dict[float, Point]:
-        key = json_key(cell.settings)
+        key = settings_fingerprint(self.name, self.version, cell.settings)
         if self._curve is not None and self._curve[0] is ctx and self._curve[1] == key:
             return self._curve[2]
         s = self.settings
@@ -212,6 +213,3 @@ class Lipschitz(Perturbation):
                 Measurement(0, "alpha_raw", point.raw, point.counted),
                 Measurement(0, "skipped", point.skipped / pairs if pairs else math.nan, pairs)]
 
-
-def json_key(settings: dict[str, Any]) -> str:
-    return json.dumps(settings, sort_keys=True)
