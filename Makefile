@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The demo (robustbench_graph/experiments/demo.toml): CE and the Laplacian regulariser, 2
-# seeds each, 5 epochs on the embedded mnist5k, the whole suite with fewer noise draws, a
+# seeds each, 5 epochs on the embedded mnist5k, LapNet's suite with fewer noise draws, a
 # 200-image DeepFool subset and PGD at one budget, then the report. Interrupted? Run it again.
 demo: $(STAMP)
 	$(BIN)/rbg run demo --out $(RUNS)

@@ -12,6 +12,7 @@ from robustbench_graph.errors import RbgError
 from robustbench_graph.perturbations.noise_paper import (
     down_up,
     gaussian_then_patches,
+    patch_size,
     uniform_noise,
     zero_patches,
 )
@@ -71,6 +72,10 @@ def test_patches_larger_than_the_image_are_refused(images):
         zero_patches(images, 1, 29, _gen())
     with pytest.raises(RbgError, match="do not fit 28x28 images"):
         gaussian_then_patches(images, 0.1, 1, 29, _gen())
+    with pytest.raises(RbgError, match="do not fit 28x28 images"):  # it would blank them
+        zero_patches(images, 1, 28, _gen())
+    assert patch_size(0, images.shape) == 7 and patch_size(0, (3, 32, 32)) == 8
+    assert patch_size(0, (1, 8, 8)) == 2 and patch_size(5, images.shape) == 5
 
 
 def test_a_declared_headline_of_many_digits_is_found_among_the_saved_values():

@@ -35,12 +35,20 @@ def down_up(u: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(down, size=(h, w), mode="bilinear", align_corners=False)
 
 
+def patch_size(size: int, shape: torch.Size) -> int:
+    """The patch side: ``size``, or for 0 a quarter of the images' shorter side (8 px on
+    32 px images, 7 on 28 px, 2 on 8 px)."""
+    return size if size else max(1, min(shape[-2:]) // 4)
+
+
 def check_patch_fits(size: int, shape: torch.Size) -> None:
-    """Refuse a patch larger than the images (the paper's code then silently does nothing)."""
+    """Refuse a patch as large as the images or larger (the paper's code then silently does
+    nothing; one as large blanks the image)."""
     h, w = shape[-2:]
-    if size > min(h, w):
+    if size >= min(h, w):
         raise RbgError(f"patches of {size} px do not fit {h}x{w} images (the paper's code "
-                       f"then does nothing); choose a patch size <= {min(h, w)}")
+                       f"then does nothing); choose a patch size < {min(h, w)}, or 0 for a "
+                       "quarter of the image")
 
 
 def zero_patches(u: torch.Tensor, count: int, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -129,14 +137,15 @@ class DownUp(Perturbation):
 class PatchSettings:
     count: tuple[int, ...] = setting((1, 2, 4), "zero patches per image, one cell each (the "
                                                 "paper's example: 20 of 70 px on large images)")
-    size: int = setting(8, "patch side in pixels (refused when larger than the image)")
+    size: int = setting(0, "patch side in pixels; 0: a quarter of the image's shorter side "
+                           "(8 px on 32 px images); refused when not smaller than the image")
     draws: int = setting(10, "draws of patch positions per count (the paper: 10)")
 
     def validate(self) -> None:
         require(bool(self.count), "patches needs at least one count")
         for c in self.count:
             require(0 <= c <= 10_000, f"patch count {c} is out of range 0..10000")
-        require(0 < self.size <= 4096, f"patch size must be in 1..4096, got {self.size}")
+        require(0 <= self.size <= 4096, f"patch size must be in 0..4096, got {self.size}")
         _check_draws(self.draws)
 
 
@@ -153,12 +162,14 @@ class Patches(Perturbation):
     headline_setting = {"grey": 2.0, "colour": 2.0}
 
     def begin(self, draw: Draw) -> None:
-        check_patch_fits(self.settings.size, draw.ctx.images.shape)  # before any batch
+        shape = draw.ctx.images.shape
+        draw.state["size"] = patch_size(self.settings.size, shape)
+        check_patch_fits(draw.state["size"], shape)  # before any batch
 
     @torch.inference_mode()
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
-        return zero_patches(u, int(draw.cell.param_value), self.settings.size, draw.generator)
+        return zero_patches(u, int(draw.cell.param_value), draw.state["size"], draw.generator)
 
 
 @dataclass(frozen=True)
@@ -167,7 +178,8 @@ class GaussianPatchSettings:
                                      "Gaussian noise stds in [0, 1] pixel units, one cell each "
                                      "(the paper: 40/255)")
     count: int = setting(2, "zero patches per image after the noise")
-    size: int = setting(8, "patch side in pixels (refused when larger than the image)")
+    size: int = setting(0, "patch side in pixels; 0: a quarter of the image's shorter side "
+                           "(8 px on 32 px images); refused when not smaller than the image")
     draws: int = setting(10, "draws of noise and patch positions per std (the paper: 10)")
 
     def validate(self) -> None:
@@ -175,7 +187,7 @@ class GaussianPatchSettings:
         for std in self.std:
             require(0 <= std <= 1, f"noise std {std:g} is out of range [0, 1]")
         require(0 <= self.count <= 10_000, f"patch count {self.count} is out of range 0..10000")
-        require(0 < self.size <= 4096, f"patch size must be in 1..4096, got {self.size}")
+        require(0 <= self.size <= 4096, f"patch size must be in 0..4096, got {self.size}")
         _check_draws(self.draws)
 
 
@@ -202,10 +214,12 @@ class GaussianPatches(Perturbation):
     headline_setting = {"grey": 0.2, "colour": 40 / 255}
 
     def begin(self, draw: Draw) -> None:
-        check_patch_fits(self.settings.size, draw.ctx.images.shape)
+        shape = draw.ctx.images.shape
+        draw.state["size"] = patch_size(self.settings.size, shape)
+        check_patch_fits(draw.state["size"], shape)
 
     @torch.inference_mode()
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
-        s = self.settings
-        return gaussian_then_patches(u, draw.cell.param_value, s.count, s.size, draw.generator)
+        return gaussian_then_patches(u, draw.cell.param_value, self.settings.count,
+                                     draw.state["size"], draw.generator)
