@@ -105,8 +105,16 @@ def repair(df: pd.DataFrame, expected_rows: Mapping[tuple[str, str, float], int]
     return df[~drop].reset_index(drop=True), notes
 
 
+FLOAT_FORMAT = "%.10g"  # the 10 significant digits results.csv keeps
+
+
+def as_saved(value: float) -> float:
+    """``value`` as it reads back from ``results.csv`` (1/3 -> 0.3333333333)."""
+    return float(FLOAT_FORMAT % float(value))
+
+
 def write_results(path: Path, df: pd.DataFrame) -> None:
-    atomic_write(Path(path), lambda p: df.to_csv(p, index=False, float_format="%.10g",
+    atomic_write(Path(path), lambda p: df.to_csv(p, index=False, float_format=FLOAT_FORMAT,
                                                  errors="surrogateescape"))
 
 

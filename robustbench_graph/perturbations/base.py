@@ -43,6 +43,7 @@ from ..config import ImageSubset, stable_seed
 from ..data import DatasetInfo, ImageData
 from ..errors import RbgError
 from ..models import TappedModel
+from ..records import as_saved
 from ..registry import Registry
 from ..settings import parse_settings, to_json
 
@@ -331,7 +332,7 @@ class Perturbation:
         """The ``param_value`` of one value of a sweep field: the number, to the 10
         significant digits ``results.csv`` keeps (so that 1/3 or 8/255 read back as the same
         cell and are not recomputed)."""
-        return float(f"{float(value):.10g}")
+        return as_saved(value)
 
     def repeats(self) -> int:
         return int(getattr(self.settings, self.repeats_setting)) if self.repeats_setting else 1

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from ..config import ImageSubset, stable_seed
+from ..records import as_saved
 from ..settings import setting
 from .base import (
     Cell,
@@ -46,7 +47,7 @@ from .base import (
 )
 
 # LapNet's grid: r = 1.75 a / 30, a = 1..30, kept to the 10 digits results.csv keeps.
-DEFAULT_RADII = tuple(float(f"{1.75 * a / 30:.10g}") for a in range(1, 31))
+DEFAULT_RADII = tuple(as_saved(1.75 * a / 30) for a in range(1, 31))
 BLOCK = 1000  # images per noise generator (noise does not depend on the batch size)
 
 

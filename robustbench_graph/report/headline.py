@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..errors import RbgError
 from ..perturbations import PERTURBATIONS, family_class, family_title
+from ..records import as_saved
 from .aggregate import (
     AUC_SUFFIX,
     base_metric,
@@ -149,7 +150,7 @@ def headline_strength(perturbation: str, family: str | None, values: list[float]
     declared ``headline_setting`` for the dataset family, else the middle one."""
     declared = (family_class(perturbation).headline_setting.get(family or "", math.nan)
                 if perturbation in PERTURBATIONS else math.nan)
-    declared = float(f"{declared:.10g}")  # as results.csv keeps it (1/3, 40/255)
+    declared = as_saved(declared)  # as results.csv keeps it (1/3, 40/255)
     return declared if declared in values else values[(len(values) - 1) // 2]
 
 
