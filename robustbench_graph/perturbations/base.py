@@ -204,14 +204,24 @@ class EvalContext:
     def batches(self, indices: torch.Tensor | None = None, batch_size: int | None = None
                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` batches of [0, 1] images on the device (of ``indices`` when given)."""
+        for _rows, x, y in self.indexed_batches(indices, batch_size):
+            yield x, y
+
+    def indexed_batches(self, indices: torch.Tensor | None = None,
+                        batch_size: int | None = None
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(rows, x, y)``: :meth:`batches` with the rows of ``data`` each batch holds (a
+        CPU tensor; :meth:`test_index` turns them into test-split indices)."""
         size = batch_size or self.batch_size
         total = len(self.data) if indices is None else len(indices)
         for start in range(0, total, size):
             if indices is None:
-                rows: Any = slice(start, start + size)
+                rows = torch.arange(start, min(start + size, total))
+                at: Any = slice(start, start + size)
             else:
-                rows = indices[start:start + size].to(self.device)
-            yield self.images[rows], self.labels[rows]
+                rows = indices[start:start + size].cpu()
+                at = rows.to(self.device)
+            yield rows, self.images[at], self.labels[at]
 
 
 class Draw:
@@ -220,12 +230,21 @@ class Draw:
     def __init__(self, ctx: EvalContext, cell: Cell, repeat: int) -> None:
         self.ctx, self.cell, self.repeat = ctx, cell, repeat
         self.state: dict[str, Any] = {}
+        # The rows of ``ctx.data`` in the batch being perturbed (set by the base class).
+        self.rows: torch.Tensor | None = None
         self._sums: dict[str, tuple[float, int]] = {}
         self._values: dict[str, tuple[float, int]] = {}
 
     @functools.cached_property
     def generator(self) -> torch.Generator:
         return self.ctx.generator(self.cell, self.repeat)
+
+    def test_indices(self) -> torch.Tensor:
+        """The test-split indices of the images in the batch being perturbed (CPU), for a
+        family that seeds each image by its index."""
+        if self.rows is None:
+            raise RuntimeError("test_indices() is only defined while a batch is perturbed")
+        return self.ctx.test_index(self.rows).cpu()
 
     def record(self, metric: str, values: torch.Tensor) -> None:
         """Add per-image ``values`` to ``metric``, whose measurement is their mean."""
@@ -366,7 +385,8 @@ class Perturbation:
             self.begin(draw)
             with self.perturbed_model(draw) as model:
                 correct = 0
-                for x, y in ctx.batches():
+                for batch, x, y in ctx.indexed_batches():
+                    draw.rows = batch
                     if self.space == "normalized":
                         u = model.normalize(x)
                         adv = self.perturb(u, y, draw, model.forward_normalized)

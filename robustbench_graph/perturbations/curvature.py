@@ -210,9 +210,7 @@ class Curvature(Perturbation):
         if s.top_eigenvalue:
             columns["eig_top"] = []
         batches = ctx.n_batches()
-        for b, start in enumerate(range(0, n, ctx.batch_size)):
-            rows = torch.arange(start, min(n, start + ctx.batch_size))
-            x, y = ctx.images[rows.to(ctx.device)], ctx.labels[rows.to(ctx.device)]
+        for b, (rows, x, y) in enumerate(ctx.indexed_batches()):
             index = [int(i) for i in ctx.test_index(rows)]
             # One stream per image and use: the survival noise does not change with the
             # probes or the power iteration.

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
-
 from ...config import ImageSubset, stable_seed
 from ...settings import to_json
 from ..base import Cell, Draw, Perturbation, Strength, require
@@ -56,15 +54,6 @@ class CorruptionFamily(Perturbation):
     def draw_seed(draw: Draw) -> int:
         """The seed of one draw of one corruption of one run, the same at every severity."""
         return stable_seed(draw.ctx.run, draw.cell.perturbation, draw.cell.param, draw.repeat)
-
-    def begin(self, draw: Draw) -> None:
-        draw.state["offset"] = 0
-
-    def rows(self, draw: Draw, count: int) -> torch.Tensor:
-        """The test-split indices of the next ``count`` images (batches come in order)."""
-        start = draw.state["offset"]
-        draw.state["offset"] = start + count
-        return draw.ctx.test_index(torch.arange(start, start + count)).cpu()
 
     @staticmethod
     def severity(draw: Draw) -> int:

@@ -178,7 +178,6 @@ class Corruptions(CorruptionFamily):
         return settings
 
     def begin(self, draw: Draw) -> None:
-        super().begin(draw)
         shape = tuple(draw.ctx.images.shape[1:])
         if self.settings.dir:
             self._check_files(draw)
@@ -189,9 +188,9 @@ class Corruptions(CorruptionFamily):
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
         severity = self.severity(draw)
-        index = self.rows(draw, len(u))
         if severity == 0:
             return u
+        index = draw.test_indices()
         if self.settings.dir:
             array = self._files[draw.cell.param]
             n = len(array) // 5

@@ -204,11 +204,10 @@ class MnistC(CorruptionFamily):
         """Each image under its own generator (run, corruption, draw, test index): the values
         do not depend on the batch size or on the other images."""
         severity, seed = self.severity(draw), self.draw_seed(draw)
-        index = self.rows(draw, len(u))
         if severity == 0:
             return u
         out = []
-        for k, i in enumerate(index.tolist()):
+        for k, i in enumerate(draw.test_indices().tolist()):
             gen = torch.Generator(device=u.device)
             gen.manual_seed(stable_seed(seed, i))
             out.append(mnist_c(u[k:k + 1], draw.cell.param, severity, gen))
