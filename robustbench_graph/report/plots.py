@@ -254,25 +254,13 @@ def write_plots(report: Report, out_dir: Path) -> list[PlotFile]:
             written.append(PlotFile(str(dataset), str(model), name, png, svg, png_bytes,
                                     "curve", f"{dataset} / {model}: {name}, "
                                     f"{metric_axis(metric)} over {strength.axis_label}"))
-        deepfool = _deepfool_curve(results[(results["dataset"] == dataset)
-                                           & (results["model"] == model)], here, colors,
-                                   report.baseline, f"{dataset} / {model}")
-        if deepfool is not None:
-            png, svg, png_bytes = _save(deepfool, plot_dir,
-                                        _slug(f"{dataset}-{model}-deepfool-robust-accuracy"))
-            written.append(PlotFile(str(dataset), str(model), "DeepFool", png, svg, png_bytes,
-                                    "curve", f"{dataset} / {model}: robust accuracy against "
-                                    "the DeepFool L2 distance (from its per-image distances)"))
-        survival = _curvature_survival(results[(results["dataset"] == dataset)
-                                               & (results["model"] == model)], here, colors,
-                                       report.baseline, f"{dataset} / {model}")
-        if survival is not None:
-            png, svg, png_bytes = _save(survival, plot_dir,
-                                        _slug(f"{dataset}-{model}-curvature-survival"))
-            written.append(PlotFile(str(dataset), str(model), "Input curvature", png, svg,
-                                    png_bytes, "curve", f"{dataset} / {model}: mean input "
-                                    "curvature of the images grouped by the noisy copies "
-                                    "they survive, and the Pearson r per network"))
+        here_results = results[(results["dataset"] == dataset) & (results["model"] == model)]
+        for draw, suffix, name, caption in PER_IMAGE_FIGURES:
+            fig = draw(here_results, here, colors, report.baseline, f"{dataset} / {model}")
+            if fig is not None:
+                png, svg, png_bytes = _save(fig, plot_dir, _slug(f"{dataset}-{model}-{suffix}"))
+                written.append(PlotFile(str(dataset), str(model), name, png, svg, png_bytes,
+                                        "curve", f"{dataset} / {model}: {caption}"))
         head = next((h for h in report.headlines
                      if (h.dataset, h.model) == (str(dataset), str(model))), None)
         if head is not None:
@@ -381,3 +369,13 @@ def _curvature_survival(results: pd.DataFrame, methods: list[str], colors: dict[
     _finish_curve(fig, ax, f"{title}: input curvature against noise survival",
                   "noisy copies classified correctly", "mean κ of the group")
     return fig
+
+
+# The figures drawn from per-image side files: (drawing, file suffix, name, caption).
+PER_IMAGE_FIGURES = (
+    (_deepfool_curve, "deepfool-robust-accuracy", "DeepFool",
+     "robust accuracy against the DeepFool L2 distance (from its per-image distances)"),
+    (_curvature_survival, "curvature-survival", "Input curvature",
+     "mean input curvature of the images grouped by the noisy copies they survive, and the "
+     "Pearson r per network"),
+)
