@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -22,6 +23,28 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (spec,) = plan_runs(TrainConfig(dataset="digits", epochs=20), [0], out)
     train_run(spec, device=torch.device("cpu"))
     return spec.run_dir
+
+
+class RecordingModel(torch.nn.Module):
+    """Wraps a model, forwards its attributes (normalize, head, taps) and records every input
+    it classifies: ``seen`` (copies) and their range ``lo``/``hi``."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model, self.seen, self.lo, self.hi = model, [], math.inf, -math.inf
+        self.normalize, self.head = model.normalize, model.head
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.model, name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seen = x.detach().clone()
+        self.seen.append(seen)
+        self.lo, self.hi = min(self.lo, float(seen.min())), max(self.hi, float(seen.max()))
+        return self.model(x)
 
 
 def cli(*args: str):  # noqa: ANN201

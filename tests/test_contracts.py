@@ -23,6 +23,8 @@ from robustbench_graph.perturbations import (
 )
 from robustbench_graph.settings import describe_fields
 
+from conftest import RecordingModel
+
 GREY = DatasetInfo("grey-toy", 10, (1, 12, 12), (0.5,), (0.25,), False, False)
 COLOUR = DatasetInfo("colour-toy", 10, (3, 12, 12), (0.5, 0.4, 0.3), (0.25, 0.2, 0.3), True,
                      False)
@@ -52,26 +54,6 @@ def _family(name, family="grey"):
     fields = {f.name for f in dataclasses.fields(cls.Settings)}
     small = {k: str(v) for k, v in SMALL.items() if k in fields}
     return cls(cls.resolve(small, family))
-
-
-class _Bounds(nn.Module):
-    """Wraps a model and records the range of every input it classifies."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.lo, self.hi = model, math.inf, -math.inf
-        self.normalize, self.head = model.normalize, model.head
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.model, name)
-
-    def forward(self, x):
-        seen = x.detach()
-        self.lo, self.hi = min(self.lo, float(seen.min())), max(self.hi, float(seen.max()))
-        return self.model(x)
 
 
 # --- perturbations ------------------------------------------------------------------------
@@ -127,7 +109,7 @@ def test_perturbation_measures_within_its_contract(name, info):
     model = _small_model(info)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()  # the base class must evaluate in eval mode and restore the mode
-    bounded = _Bounds(model)
+    bounded = RecordingModel(model)
     ctx = EvalContext(bounded, _data(info), CPU, "contract-run", batch_size=10)
     family = _family(name, "grey" if info is GREY else "colour")
     declared = {m.name: m for m in family.metrics}

@@ -21,7 +21,7 @@ from robustbench_graph.perturbations import EvalContext, family_class, suite_nam
 from robustbench_graph.perturbations.corruptions import library, native
 from robustbench_graph.report.corruption_table import corruption_tables
 
-from conftest import cli
+from conftest import RecordingModel, cli
 
 # Not monotone in L2 under the library's own parameters (measured on smooth 32 px images):
 # glass blur's severity 2 takes one shuffling pass where 1 and 3 take two or three, and
@@ -114,27 +114,8 @@ def _colour_ctx(images, labels, batch_size, test_indices=None):
                        test_indices=test_indices)
 
 
-class _Seen(torch.nn.Module):
-    """Wraps a model and keeps every input it classifies."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.seen = model, []
-        self.normalize, self.head = model.normalize, model.head
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.model, name)
-
-    def forward(self, x):
-        self.seen.append(x.detach().clone())
-        return self.model(x)
-
-
 def _inputs(family, cell, ctx):
-    seen = _Seen(ctx.model)
+    seen = RecordingModel(ctx.model)
     ctx.model = seen
     family.measure(cell, ctx)
     return torch.cat(seen.seen)

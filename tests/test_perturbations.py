@@ -16,6 +16,8 @@ from robustbench_graph.perturbations.fgsm import fgsm
 from robustbench_graph.perturbations.gaussian import noise_std_for_snr, snr_db
 from robustbench_graph.perturbations.quantize import power_of_two_scale, quantized_copy
 
+from conftest import RecordingModel
+
 CPU = torch.device("cpu")
 INFO = DatasetInfo("toy", 10, (3, 8, 8), (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False, False)
 
@@ -68,22 +70,9 @@ def test_noise_std_formula_matches_definition():
                         abs_tol=1e-9)
 
 
-class _Recorder(nn.Module):
-    """Wraps a model and keeps every input it sees."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model, self.seen = model, []
-        self.normalize, self.block_taps = model.normalize, model.block_taps
-
-    def forward(self, x):
-        self.seen.append(x.detach().clone())
-        return self.model(x)
-
-
 def test_shared_mode_uses_one_pattern_per_draw():
     ctx = _toy_context(n=48)
-    rec = _Recorder(ctx.model)
+    rec = RecordingModel(ctx.model)
     ctx.model = rec
     _measure("gaussian", 30.0, ctx, draws=2)
     clean = ctx.data.float()
