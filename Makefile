@@ -9,7 +9,7 @@ RUNS ?= runs/demo
 # pip prints one harmless warning per missing local index folder on this machine; hide them.
 QUIET_PIP := grep -v "^WARNING: Location 'file:" || true
 
-.PHONY: demo test test-slow lint bench paper clean-demo
+.PHONY: demo test test-slow lint paper
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import robustbench_graph, torch, torchvision, foolbox"
 	touch $(STAMP)
 
-# The demo (robustbench_graph/experiments/demo.toml): CE and the Laplacian regulariser, 2
+# The demo (robustbench_graph/experiment/shipped/demo.toml): CE and the Laplacian regulariser, 2
 # seeds each, 5 epochs on the embedded mnist5k, LapNet's suite with fewer noise draws, a
 # 200-image DeepFool subset and PGD at one budget, then the report. Interrupted? Run it again.
 demo: $(STAMP)
@@ -25,7 +25,7 @@ demo: $(STAMP)
 	@echo "runs:   $(abspath $(RUNS))"
 	@echo "report: $(abspath $(RUNS))/report/index.html"
 
-# The LapNet protocol (robustbench_graph/experiments/lapnet-cifar10.toml): 4 configurations
+# The LapNet protocol (robustbench_graph/experiment/shipped/lapnet-cifar10.toml): 4 configurations
 # x 10 seeds, 100 epochs of PreActResNet18 on CIFAR-10, the paper's attack settings. Needs a
 # GPU and the CIFAR-10 files (DATA_DIR=...); on a cluster use rbg run with --executor.
 PAPER_RUNS ?= runs/lapnet-cifar10
@@ -38,5 +38,6 @@ test: $(STAMP)  ## the fast test suite (CI)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
-lint: $(STAMP)
-	$(BIN)/ruff check robustbench_graph tests bench
+lint: $(STAMP)  ## ruff, and the import layers (no circles, nothing up the layers)
+	$(BIN)/ruff check robustbench_graph tests bench scripts
+	$(BIN)/python scripts/import_graph.py

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 
 from robustbench_graph import load_run
+from robustbench_graph.attack import TestSplits
 from robustbench_graph.config import ImageSubset
-from robustbench_graph.evaluate import TestSplits
 from robustbench_graph.perturbations import EvalContext, family_class
 
 

@@ -28,7 +28,7 @@ from robustbench_graph.perturbations.curvature import (
     kappa_exact,
     kappa_finite_difference,
 )
-from robustbench_graph.runs import load_run
+from robustbench_graph.rundir.runs import load_run
 from robustbench_graph.train import plan_runs, train_run
 
 STEPS = (1e-1, 1e-2, 1e-3, 1e-4)

@@ -168,7 +168,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     if args.run:
-        from robustbench_graph.runs import load_run
+        from robustbench_graph.rundir.runs import load_run
 
         loaded = load_run(args.run)
         model, data = loaded.model, load_dataset(loaded.info.name, False)

@@ -26,9 +26,9 @@ from torch import nn
 
 from robustbench_graph import load_run
 from robustbench_graph.allocator import tune_malloc
+from robustbench_graph.attack import attack_run
 from robustbench_graph.config import AttackConfig, TrainConfig
 from robustbench_graph.device import eval_batch_size
-from robustbench_graph.evaluate import attack_run
 from robustbench_graph.perturbations import suite_names
 from robustbench_graph.train import plan_runs, train_run
 

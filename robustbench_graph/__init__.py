@@ -11,7 +11,7 @@ __all__ = ["__version__", "load_dataset", "load_run"]
 
 # Resolved on first use so that light importers (the CLI's start-up, ``rbg --help``) do not
 # import torch: ``from robustbench_graph import load_run`` works as before.
-_LAZY = {"load_dataset": ".data", "load_run": ".runs"}
+_LAZY = {"load_dataset": ".data", "load_run": ".rundir.runs"}
 
 
 def __getattr__(name: str) -> Any:

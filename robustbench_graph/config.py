@@ -198,3 +198,17 @@ class AttackConfig:
         self.test_images.validate()
         if self.batch_size is not None and not 0 < self.batch_size <= 1_000_000:
             raise RbgError(f"--batch-size must be in 1..1000000, got {self.batch_size}")
+
+
+BASELINE_METHOD = "ce"  # the method every other one is compared with, unless told otherwise
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings of one ``rbg report`` (and an experiment file's ``[report]`` table): the one
+    home of their defaults. ``columns`` None: clean, every family at its headline setting and
+    every curve's area (docs/cli.md#rbg-report)."""
+
+    baseline: str = BASELINE_METHOD
+    plots: bool = True
+    columns: tuple[str, ...] | None = None

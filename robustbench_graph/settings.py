@@ -1,9 +1,11 @@
 """Settings dataclasses at the command-line edge: ``key=value`` text to typed, checked fields.
 
-Losses (``-o key=value``) and perturbations (``-p name.key=value``) declare their settings as
-frozen dataclasses; this module turns the strings a user typed into those fields. A field's
-``metadata["help"]`` is its one-line meaning (shown by ``rbg list``). Tuple fields
-(``tuple[float, ...]``) take comma-separated values; ``X | None`` takes ``none``.
+Losses (options, ``-o key=value``) and perturbations (settings, ``-p name.key=value``) declare
+theirs as frozen dataclasses; :func:`parse_settings` is the one parser that turns what a user
+typed (or a TOML/JSON value) into those fields. A field's ``metadata["help"]`` is its one-line
+meaning (shown by ``rbg list``). Tuple fields (``tuple[float, ...]``) take comma-separated
+values; ``X | None`` takes ``none``. :func:`default_of` reads a field's default, so that a
+command-line option can state the dataclass's default instead of retyping it.
 """
 
 from __future__ import annotations
@@ -79,16 +81,26 @@ def convert(raw: Any, annotation: Any, label: str) -> Any:
     return raw
 
 
-def parse_settings(cls: type, raw: dict[str, Any], what: str) -> Any:
+def parse_settings(cls: type, raw: dict[str, Any], what: str, noun: str = "setting") -> Any:
     """Build the dataclass ``cls`` from ``{key: value}`` (defaults for the rest) and run its
-    ``validate()`` if it has one. Unknown keys are refused with the valid ones listed."""
+    ``validate()`` if it has one.
+
+    ``what`` names the owner in errors (``perturbation gaussian``, ``loss 'laplacian'``) and
+    ``noun`` what a key is to the user (``setting``, ``option``): the messages differ in
+    nothing else. Values are strings as typed or JSON/TOML values; both go through
+    :func:`convert`.
+
+    Raises:
+        RbgError: one line, for an unknown key (the valid ones listed) or a value that does
+            not fit its field.
+    """
     hints = typing.get_type_hints(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise RbgError(f"unknown setting {unknown[0]!r} for {what}; valid: "
+        raise RbgError(f"unknown {noun} {unknown[0]!r} for {what}; valid: "
                        f"{', '.join(fields) or 'none'}")
-    values = {k: convert(v, hints[k], f"{what} {k}") for k, v in raw.items()}
+    values = {k: convert(v, hints[k], f"{what} {noun} {k}") for k, v in raw.items()}
     try:
         settings = cls(**values)
     except (TypeError, ValueError) as err:
@@ -99,14 +111,31 @@ def parse_settings(cls: type, raw: dict[str, Any], what: str) -> Any:
     return settings
 
 
+def default_of(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``cls`` (a ``default_factory`` is called).
+
+    Raises:
+        KeyError: when ``cls`` has no such field, or the field has no default.
+    """
+    for f in dataclasses.fields(cls):
+        if f.name != name:
+            continue
+        if f.default is not dataclasses.MISSING:
+            return f.default
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        raise KeyError(f"{cls.__name__}.{name} has no default")
+    raise KeyError(f"{cls.__name__} has no field {name!r}")
+
+
 def describe_fields(cls: type) -> list[tuple[str, str, str, str]]:
     """``(name, type, default, meaning)`` of every field of a settings dataclass."""
     hints = typing.get_type_hints(cls)
     rows = []
     for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else "")
-        shown = typed_text(default)
+        has_default = (f.default is not dataclasses.MISSING
+                       or f.default_factory is not dataclasses.MISSING)
+        shown = typed_text(default_of(cls, f.name)) if has_default else ""
         rows.append((f.name, _type_name(hints[f.name]).replace("typing.", ""), shown,
                      str(f.metadata.get("help", ""))))
     return rows

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from robustbench_graph.perturbations import suite_names
-from robustbench_graph.records import COLUMNS
+from robustbench_graph.rundir.results import COLUMNS
 
 from conftest import cli
 
@@ -80,7 +80,7 @@ def test_one_summary_per_invocation_and_per_image_indices_under_samples(runs):
     """One summary table for the whole invocation (a row per run); DeepFool's per-image file
     indexes the test split also under --samples."""
     from robustbench_graph.config import ImageSubset
-    from robustbench_graph.per_image import read_per_image
+    from robustbench_graph.rundir.per_image import read_per_image
 
     result = cli("attack", "--runs", runs, "--suite", "clean,gaussian,quantize,deepfool",
                  "--samples", "60", "-p", "gaussian.draws=1", "-p", "deepfool.samples=20",

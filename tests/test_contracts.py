@@ -14,6 +14,7 @@ from robustbench_graph.data import DatasetInfo, ImageData
 from robustbench_graph.errors import RbgError
 from robustbench_graph.losses import LOSSES, create_loss, method_name, resolved_options
 from robustbench_graph.models import MODELS, capture, create_model
+from robustbench_graph.models.heads import attach_head
 from robustbench_graph.perturbations import (
     FAMILIES,
     PERTURBATIONS,
@@ -22,6 +23,7 @@ from robustbench_graph.perturbations import (
     suite_names,
 )
 from robustbench_graph.settings import describe_fields
+from robustbench_graph.train import loss_head
 
 from conftest import RecordingModel
 
@@ -158,7 +160,7 @@ def test_loss_contract(name):
     cls = LOSSES.get(name).factory
     assert dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen
     loss = create_loss(name, {}, GREY.num_classes)
-    model = cls.adapt_model(_small_model(GREY), loss.options).train()
+    model = attach_head(_small_model(GREY), *loss_head(name, {})).train()
     data = _data(GREY, n=20)
     x, y = data.float(), data.labels
     out = loss(model, x, y)

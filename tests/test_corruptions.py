@@ -19,7 +19,7 @@ from robustbench_graph.data import load_dataset
 from robustbench_graph.errors import RbgError
 from robustbench_graph.perturbations import EvalContext, family_class, suite_names
 from robustbench_graph.perturbations.corruptions import library, native
-from robustbench_graph.report.corruption_table import corruption_tables
+from robustbench_graph.report.summary_tables import summary_tables
 
 from conftest import RecordingModel, cli
 
@@ -320,7 +320,7 @@ def test_corruption_table_mean_errors_and_mce():
     other = {k: v / 2 for k, v in base.items()}
     runs = _networks({("ce", "r0"): base, ("ce", "r1"): base,
                       ("gsl", "r2"): other, ("gsl", "r3"): {k: v / 4 for k, v in base.items()}})
-    (table,) = corruption_tables(runs, "ce")
+    (table,) = summary_tables(runs, "ce")
     assert [c.label for c in table.columns] == ["fog", "snow", "mean over corruptions",
                                                 "mCE (relative to ce)"]
     assert "mean error over severities 1-2" in table.title
@@ -334,15 +334,15 @@ def test_corruption_table_mean_errors_and_mce():
         assert table.cell("gsl", j).best and not table.cell("ce", j).best
     assert table.cell("ce", 0).text == "30.0 [30.0–30.0]"
     assert table.cell("gsl", 3).text.startswith("0.375")
-    (alone,) = corruption_tables(runs[runs.method == "gsl"], "ce")  # no baseline: no mCE
+    (alone,) = summary_tables(runs[runs.method == "gsl"], "ce")  # no baseline: no mCE
     assert [c.label for c in alone.columns][-1] == "mean over corruptions"
-    assert corruption_tables(runs[runs.perturbation == "gaussian"], "ce") == []
+    assert summary_tables(runs[runs.perturbation == "gaussian"], "ce") == []
 
 
 def test_a_network_missing_a_corruption_of_the_baseline_gets_no_mce():
     base = {("fog", 1): 0.2, ("snow", 1): 0.4}
     runs = _networks({("ce", "r0"): base, ("lmd", "r1"): {("fog", 1): 1.0}})
-    (table,) = corruption_tables(runs, "ce")
+    (table,) = summary_tables(runs, "ce")
     mce = [c.label for c in table.columns].index("mCE (relative to ce)")
     assert table.cell("ce", mce).median == pytest.approx(1.0)
     assert table.cell("lmd", mce) is None  # not 1.0 / 0.6 over fog alone, marked best

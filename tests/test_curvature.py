@@ -100,7 +100,7 @@ def _context(model, data, batch_size, rows=None):
 
 
 def test_values_are_seeded_per_image_not_per_batch(digits_run):
-    from robustbench_graph.runs import load_run
+    from robustbench_graph.rundir.runs import load_run
 
     model = load_run(digits_run, torch.device("cpu")).model
     data = load_dataset("digits", False)

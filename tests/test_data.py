@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_graph.data import (
-    DATASETS,
-    FASHION_MNIST_SYSTEM_DIR,
-    ImageFolderSource,
-    dataset_info,
-    load_dataset,
-    stratified_split,
-)
+from robustbench_graph.data import DATASETS, dataset_info, load_dataset, stratified_split
+from robustbench_graph.data.datasets import FASHION_MNIST_SYSTEM_DIR
+from robustbench_graph.data.imagefolder import ImageFolderSource
 from robustbench_graph.errors import RbgError
 
 
@@ -26,7 +21,7 @@ def test_embedded_split_is_stratified_disjoint_reproducible(name):
     assert torch.equal(test.images, again.images) and torch.equal(test.labels, again.labels)
     assert not torch.equal(test.images, other_seed.images)
     # disjoint: no test image is a training image (compare indices via the raw split)
-    from robustbench_graph import data_files
+    from robustbench_graph.data import files as data_files
 
     reader = "read_mnist5k" if name == "mnist5k" else "read_sklearn_digits"
     _, labels = getattr(data_files, reader)()

@@ -9,9 +9,11 @@ import torch
 from torch import nn
 
 from robustbench_graph.data import DatasetInfo, ImageData, dataset_info
-from robustbench_graph.losses import LOSSES, create_loss, parse_loss_options
-from robustbench_graph.losses.gsl import CentroidHead, gsl_smoothness, knn_accuracy
+from robustbench_graph.losses import create_loss
+from robustbench_graph.losses.gsl import gsl_smoothness, knn_accuracy
 from robustbench_graph.models import TappedModel, create_model
+from robustbench_graph.models.heads import CentroidHead, attach_head
+from robustbench_graph.train import loss_head
 
 
 @pytest.mark.parametrize("sim", ["cosine_clamped", "cosine_signed", "rbf_normalized"])
@@ -80,10 +82,9 @@ def _toy_data(n: int, seed: int, info: DatasetInfo) -> ImageData:
 
 
 def test_centroid_head_agrees_with_knn_on_separable_toy() -> None:
-    loss_cls = LOSSES.get("gsl").factory
-    model = loss_cls.adapt_model(_Toy(), parse_loss_options("gsl", {"out_dim": "2"}))
+    model = attach_head(_Toy(), *loss_head("gsl", {"out_dim": "2"}))
     assert isinstance(model.head, CentroidHead)
-    with torch.no_grad():  # adapt_model made a fresh Linear: restore the toy mapping
+    with torch.no_grad():  # the head's out_dim made a fresh Linear: restore the toy mapping
         model.head.linear.weight.copy_(torch.eye(2))
         model.head.linear.bias.fill_(-0.5)
     train = _toy_data(90, 0, DatasetInfo("toy", 3, (1, 1, 2), (0.0,), (1.0,), False, True))
@@ -100,14 +101,14 @@ def test_centroid_head_agrees_with_knn_on_separable_toy() -> None:
 def test_default_loss_clips_gradient_and_keeps_value() -> None:
     torch.manual_seed(0)
     info = dataset_info("digits")
-    cls = LOSSES.get("gsl").factory
     x, y = torch.rand(20, 1, 8, 8), torch.arange(20) % 10
     norms = {}
     for clip in ("1.0", "none"):
         torch.manual_seed(0)
         opts = {"clip": clip}
-        model = cls.adapt_model(create_model("smallcnn", info, width=4, feature_dim=8),
-                                parse_loss_options("gsl", opts))
+        head, head_options = loss_head("gsl", opts)
+        model = create_model("smallcnn", info, width=4, feature_dim=8, head=head,
+                             head_options=head_options)
         out = create_loss("gsl", opts, 10)(model, x, y)
         assert out.logits.shape == (20, 10)
         assert math.isclose(float(out.loss.detach()), out.parts["gsl"], rel_tol=1e-6)

@@ -18,7 +18,7 @@ from robustbench_graph.data import load_dataset
 from robustbench_graph.errors import RbgError
 from robustbench_graph.models.external import ExternalModel
 from robustbench_graph.perturbations import suite_names
-from robustbench_graph.runs import load_run
+from robustbench_graph.rundir.runs import load_run
 
 from conftest import cli
 

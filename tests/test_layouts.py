@@ -31,7 +31,7 @@ from robustbench_graph.models import (
 # through the same calls as `rbg train` / `rbg attack`, for each width given.
 _STEP = """
 import sys, torch
-from robustbench_graph.data import dataset_info
+from robustbench_graph.data.datasets import dataset_info
 from robustbench_graph.perturbations.deepfool.native import deepfool
 from robustbench_graph.losses import create_loss
 from robustbench_graph.models import create_model, set_memory_format

@@ -206,7 +206,7 @@ def test_rbg_attack_uses_training_images_and_rbg_report_draws_the_curve(digits_r
 
     # Against the training images themselves (not the test split the context holds).
     from robustbench_graph.data import load_dataset
-    from robustbench_graph.runs import load_run
+    from robustbench_graph.rundir.runs import load_run
 
     loaded = load_run(run, CPU)
     train = load_dataset("digits", True, split_seed=loaded.train_config.split_seed)

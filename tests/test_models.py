@@ -76,7 +76,7 @@ def test_options_a_model_does_not_take_or_bad_values_are_errors(name, options, m
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_parseval_makes_every_declared_residual_sum_convex(name):
-    from robustbench_graph.parseval import make_parseval
+    from robustbench_graph.models.parseval import make_parseval
 
     torch.manual_seed(0)
     model = _model(name, "cifar10")

@@ -9,13 +9,10 @@ import torch
 
 from robustbench_graph.data import load_dataset
 from robustbench_graph.errors import RbgError
-from robustbench_graph.perturbations.noise_paper import (
-    down_up,
-    gaussian_then_patches,
-    patch_size,
-    uniform_noise,
-    zero_patches,
-)
+from robustbench_graph.perturbations.downup import down_up
+from robustbench_graph.perturbations.gaussian_patches import gaussian_then_patches
+from robustbench_graph.perturbations.patches import patch_size, zero_patches
+from robustbench_graph.perturbations.uniform_noise import uniform_noise
 from robustbench_graph.report.headline import headline_strength
 
 from conftest import cli

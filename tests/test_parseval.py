@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from robustbench_graph.data import dataset_info, load_dataset
 from robustbench_graph.models import create_model
-from robustbench_graph.parseval import (
+from robustbench_graph.models.parseval import (
     make_parseval,
     orthogonality_error,
     retract_,

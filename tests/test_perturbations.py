@@ -303,7 +303,7 @@ def test_deepfool_keeps_each_images_minimal_distance(digits_run):
 def test_per_image_file_round_trip(tmp_path):
     import pandas as pd
 
-    from robustbench_graph.per_image import per_image_path, read_per_image, write_per_image
+    from robustbench_graph.rundir.per_image import per_image_path, read_per_image, write_per_image
 
     table = pd.DataFrame({"image": [0, 10, 20], "label": [3, 1, 4],
                           "distance": [0.0, 0.1234567891, math.inf]})

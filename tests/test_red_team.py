@@ -276,7 +276,7 @@ def test_a_full_disk_while_saving_weights_is_one_line_and_marks_the_run_failed(t
                                                                                monkeypatch):
     import errno
 
-    from robustbench_graph import rundir
+    from robustbench_graph.rundir import folder as rundir
 
     def full(path, write):  # noqa: ANN001, ANN202
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

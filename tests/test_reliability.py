@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import torch
 
-from robustbench_graph.rundir import load_weights
+from robustbench_graph.rundir.folder import load_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["train", "--dataset", "digits", "--seeds", "0", "--epochs", "12", "--device", "cpu"]

@@ -14,8 +14,8 @@ from scipy.stats import mannwhitneyu
 from typer.testing import CliRunner
 
 from robustbench_graph.cli import app
+from robustbench_graph.config import ReportConfig
 from robustbench_graph.errors import RbgError
-from robustbench_graph.records import COLUMNS
 from robustbench_graph.report import NoUsableResults, build_report, holm
 from robustbench_graph.report.aggregate import describe, networks, summarize
 from robustbench_graph.report.collect import collect
@@ -23,6 +23,7 @@ from robustbench_graph.report.compare import compare
 from robustbench_graph.report.headline import build_headlines
 from robustbench_graph.report.plots import box_figure, curve_figure, method_colors
 from robustbench_graph.report.tables import build_tables
+from robustbench_graph.rundir.results import COLUMNS
 
 CE_GAUSS = {0: [0.7, 0.2, 0.4], 1: [1.0, 0.4]}  # seed -> repeats; pooled: 0.2 0.4 0.4 0.7 1.0
 LAP_GAUSS = {0: [0.9, 0.8, 0.95], 1: [0.85, 0.9]}
@@ -204,7 +205,7 @@ def test_method_is_the_whole_training_configuration(tmp_path: Path) -> None:
     record = json.loads((short / "config.json").read_text())
     record["train"]["epochs"] = 3
     (short / "config.json").write_text(json.dumps(record))
-    report = build_report(root, tmp_path / "out", plots=False)
+    report = build_report(root, tmp_path / "out", ReportConfig(plots=False))
     assert report.methods == ["ce", "ce epochs=3", "ce lr=0.001"]
     clean = report.summary[report.summary.perturbation == "clean"].set_index("method")
     assert clean.loc["ce", "n"] == 2 and clean.loc["ce lr=0.001", "n"] == 2
@@ -299,7 +300,7 @@ class _Balance(HTMLParser):
 
 def test_build_report_writes_files_and_html(runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
-    report = build_report(runs, out, baseline="ce")
+    report = build_report(runs, out, ReportConfig(baseline="ce"))
     for name in ("summary.csv", "comparisons.csv", "networks.csv", "tables.md", "tables.tex",
                  "index.html"):
         assert (out / name).stat().st_size > 0
@@ -334,7 +335,7 @@ def test_build_report_escapes_text(tmp_path: Path) -> None:
     root = tmp_path / "runs"
     make_run(root, "ce", 0, rows_for([0.5], 0.9, 1.0))
     make_run(root, "x<i>&evil", 0, rows_for([0.6], 0.9, 1.0), loss="x<i>&evil")
-    report = build_report(root, tmp_path / "out", plots=False)
+    report = build_report(root, tmp_path / "out", ReportConfig(plots=False))
     page = (tmp_path / "out" / "index.html").read_text()
     assert "x<i>&evil" not in page and "x&lt;i&gt;&amp;evil" in page
     assert report.plots == []
@@ -439,7 +440,7 @@ def test_unmeasured_methods_are_named_and_smoothness_is_shown(runs: Path, tmp_pa
 
     (runs / "smoothness").mkdir()
     Figure().savefig(runs / "smoothness" / "smoothness.png")
-    report = build_report(runs, tmp_path / "out", baseline="ce")
+    report = build_report(runs, tmp_path / "out", ReportConfig(baseline="ce"))
     (head,) = report.headlines
     assert head.missing == ["sp: not measured under DeepFool"]  # (an old row: param none)
     assert head.cell("sp", 2) is None and head.cell("sp", 0) is not None

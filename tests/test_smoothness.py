@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 
 from robustbench_graph.cli import app
 from robustbench_graph.data import load_dataset
+from robustbench_graph.diagnostics.smoothness import COLUMNS, collect_runs, layer_smoothness
 from robustbench_graph.errors import RbgError
 from robustbench_graph.graph import label_smoothness
-from robustbench_graph.graph.smoothness import COLUMNS, collect_runs, layer_smoothness
-from robustbench_graph.losses.gsl import CentroidHead, knn_accuracy
+from robustbench_graph.losses.gsl import knn_accuracy
 from robustbench_graph.models import capture, create_model
-from robustbench_graph.rundir import find_runs
-from robustbench_graph.runs import load_run
+from robustbench_graph.models.heads import CentroidHead
+from robustbench_graph.rundir.folder import find_runs
+from robustbench_graph.rundir.runs import load_run
 
 RUNNER = CliRunner()
 

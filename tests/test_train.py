@@ -7,7 +7,7 @@ import torch
 from robustbench_graph import load_run
 from robustbench_graph.config import TrainConfig
 from robustbench_graph.errors import RbgError
-from robustbench_graph.rundir import load_weights
+from robustbench_graph.rundir.folder import load_weights
 from robustbench_graph.train import plan_runs, train_run
 
 CPU = torch.device("cpu")

@@ -20,11 +20,12 @@ from rich.table import Table
 
 from ..config import AttackConfig, ImageSubset
 from ..errors import RbgError
+from ..settings import default_of
 from .console import console, err_console, guarded
 from .options import parse_perturbation_settings
 
 if TYPE_CHECKING:
-    from ..evaluate import CellEvent, RunReport
+    from ..attack import CellEvent, RunReport
 
 
 @guarded
@@ -40,12 +41,14 @@ def attack(
              "every setting, its default and meaning: rbg list perturbations. Repeatable.")
     ] = None,
     samples: Annotated[int | None, typer.Option(
-        help="Evaluate on this many test images \\[default: all].")] = None,
+        help="Evaluate on this many test images \\[default: all].")
+    ] = default_of(ImageSubset, "samples"),
     subset: Annotated[str, typer.Option(
         help="Which test images --samples takes: spaced (0, s, 2s, ...) or first.")
-    ] = "spaced",
+    ] = default_of(ImageSubset, "rule"),
     batch_size: Annotated[int | None, typer.Option(
-        help="Evaluation batch size \\[default: 1000 on GPUs, 200 on CPUs].")] = None,
+        help="Evaluation batch size \\[default: 1000 on GPUs, 200 on CPUs].")
+    ] = default_of(AttackConfig, "batch_size"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     data_dir: Annotated[Path | None, typer.Option(help="Folder of torchvision datasets.")
                         ] = None,
@@ -59,8 +62,8 @@ def attack(
     """Evaluate trained runs under the robustness suite (docs/perturbations.md); cells already
     computed with the same settings are reused, with other settings refused (--overwrite)."""
     # The core (torch) is imported by the command, not at start-up: `rbg --help` stays fast.
+    from ..attack import TestSplits, attack_run, resolve_runs
     from ..device import resolve_device
-    from ..evaluate import TestSplits, attack_run, resolve_runs
     from ..perturbations import check_suite, left_out_note, suite_names
 
     names = suite_names(suite)
@@ -139,7 +142,7 @@ def _summary_cells(table) -> dict[str, tuple[str, float, bool]]:  # noqa: ANN001
     """Per family: (setting, mean over repeats, percent) of its headline metric at its
     headline setting (the middle computed strength where that one was not computed)."""
     from ..perturbations import family_class, suite_order
-    from ..perturbations.base import Strength
+    from ..perturbations.metrics import Strength
     from ..report.headline import dataset_family_of, headline_strength
 
     out: dict[str, tuple[str, float, bool]] = {}

@@ -73,7 +73,7 @@ def import_cmd(
         help="Replace an existing run folder.")] = False,
 ) -> None:
     """Turn an outside classifier into a run folder for rbg attack, report and smoothness."""
-    from ..importing import ImportRequest, import_model, parse_kwargs, parse_source
+    from ..rundir.imported import ImportRequest, import_model, parse_kwargs, parse_source
 
     if weights is None:
         raise RbgError("--weights is required (safetensors or a state_dict file)")

@@ -10,11 +10,13 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from ..config import ReportConfig
+from ..settings import default_of
 from .console import console, err_console, guarded
 
 if TYPE_CHECKING:
     from ..report import Report
-    from ..report.headline import Headline
+    from ..report.model import Headline
 
 HEADLINE_WIDTH = 100  # the headline fits this many terminal columns
 
@@ -29,13 +31,15 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder that receives the report files.")] = Path(
         "report"),
     baseline: Annotated[str, typer.Option(
-        help="Method every other method is compared with (e.g. ce).")] = "ce",
+        help="Method every other method is compared with (e.g. ce).")
+    ] = default_of(ReportConfig, "baseline"),
     plots: Annotated[bool, typer.Option(
-        help="Draw the curves and box plots (PNG and SVG).")] = True,
+        help="Draw the curves and box plots (PNG and SVG).")] = default_of(ReportConfig, "plots"),
     columns: Annotated[str | None, typer.Option(
         help="Headline columns, comma-separated: clean, a family at its headline setting "
              "(gaussian), at another strength (gaussian@0), or its curve's area "
-             "(auc:gaussian) \\[default: clean, every family, every curve's area].")] = None,
+             "(auc:gaussian) \\[default: clean, every family, every curve's area].")
+    ] = default_of(ReportConfig, "columns"),
 ) -> None:
     """Summarise every results.csv under --runs; write the headline, curves, tables
     (index.html, tables.md, tables.tex, CSVs) to --out. The network is the unit of every
@@ -46,7 +50,8 @@ def report(
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     try:
         with err_console.status("report: starting") as status:
-            result = build_report(runs, out, baseline=baseline, plots=plots, columns=chosen,
+            config = ReportConfig(baseline, plots, tuple(chosen) if chosen else None)
+            result = build_report(runs, out, config,
                                   on_step=lambda name: status.update(f"report: {name}"))
     except NoUsableResults as err:
         _warn(err.warnings)
@@ -128,9 +133,7 @@ def _render(result: Report) -> None:
     width = min(console.width, HEADLINE_WIDTH)
     for head in result.headlines:
         _render_headline(head, width)
-    from ..report.export import footer
-
-    console.print(escape(footer(result)) + " [bold green]Green[/]: best per column. "
+    console.print(escape(result.footer) + " [bold green]Green[/]: best per column. "
                   "Every setting, Δ with intervals and effect sizes: index.html, tables.md.",
                   highlight=False, markup=True, width=width)
     comps = result.comparisons

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from ..experiment.spec import shipped_experiments
 from .console import console, err_console, guarded
 
 EXPERIMENT_HELP = ("An experiment file (.toml), or the name of one shipped with rbg: "
-                   "demo, lapnet-cifar10, lapnet-fashion-mnist, noise-cifar10.")
+                   f"{', '.join(shipped_experiments())}.")
 OUT_HELP = "Folder of the experiment's runs and report \\[default: the file's 'out']."
 
 

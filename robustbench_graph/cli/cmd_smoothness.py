@@ -30,7 +30,12 @@ def smoothness(
     """Smoothness tr(S^T L^m S), m = 1 and 2, of the label signals after every ReLU."""
     # The core (torch) is imported by the command: `rbg --help` stays fast.
     from ..device import resolve_device
-    from ..graph.smoothness import collect_runs, plot_smoothness, smoothness_table, write_table
+    from ..diagnostics.smoothness import (
+        collect_runs,
+        plot_smoothness,
+        smoothness_table,
+        write_table,
+    )
 
     complete, skipped = collect_runs(runs)
     for path in skipped:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..config import GREY_SCHEDULE, LAPNET_SCHEDULE, SCHEDULE_PRESETS, TrainConfig, parse_seeds
 from ..errors import RbgError
+from ..settings import default_of
 from .console import console, err_console, guarded
 from .options import ensure_writable_dir, parse_int_list, parse_key_values
 
@@ -23,56 +24,66 @@ _GREY, _LAPNET = GREY_SCHEDULE, LAPNET_SCHEDULE
 _GREY_SETS = ", ".join(n for n, v in SCHEDULE_PRESETS.items() if v == GREY_SCHEDULE)
 
 
+def _default(field: str):  # noqa: ANN202 - the field's own type
+    """The default of ``TrainConfig.<field>``: the dataclass is the one home of the defaults
+    (tests/test_defaults.py checks every option against it)."""
+    return default_of(TrainConfig, field)
+
+
 @guarded
 def train(
-    dataset: Annotated[str, typer.Option(help="Dataset name (rbg list datasets).")] = "mnist5k",
-    model: Annotated[str, typer.Option(help="Model name (rbg list models).")] = "smallcnn",
-    loss: Annotated[str, typer.Option(help="Training loss (rbg list losses).")] = "ce",
+    dataset: Annotated[str, typer.Option(help="Dataset name (rbg list datasets).")] = _default(
+        "dataset"),
+    model: Annotated[str, typer.Option(help="Model name (rbg list models).")] = _default("model"),
+    loss: Annotated[str, typer.Option(help="Training loss (rbg list losses).")] = _default("loss"),
     loss_option: Annotated[list[str] | None, typer.Option(
         "--loss-option", "-o",
         help="Loss option key=value (repeatable), e.g. -o gamma=0.001; every option with its "
              "default and meaning: rbg list losses \\[default: the loss's defaults].")
     ] = None,
     seeds: Annotated[str, typer.Option(help="Seeds: 0-9, 0,3,5 or 0-2,7.")] = "0",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 5,
-    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 100,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = _default("epochs"),
+    batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = _default("batch_size"),
     lr: Annotated[float | None, typer.Option(
         help=f"Initial learning rate \\[default: per dataset: {_GREY[0]:g} for the MNIST-like "
              f"sets ({_GREY_SETS}), {_LAPNET[0]:g} (LapNet's CIFAR-10 recipe) otherwise].")
-    ] = None,
+    ] = _default("lr"),
     lr_milestones: Annotated[str | None, typer.Option(
         help="Epochs after which the lr is multiplied by --lr-factor, e.g. 50 or 60,120 "
              f"\\[default: one, at {_GREY[1]:.0%} of the epochs (rounded) for the MNIST-like "
-             f"sets, at {_LAPNET[1]:.0%} otherwise; none with too few epochs].")] = None,
+             f"sets, at {_LAPNET[1]:.0%} otherwise; none with too few epochs].")
+    ] = _default("lr_milestones"),
     lr_factor: Annotated[float | None, typer.Option(
         help=f"Learning-rate factor at each milestone \\[default: {_GREY[2]:g} for the "
              f"MNIST-like sets, {_LAPNET[2]:g} ({_LAPNET[0]:g} -> {_LAPNET[0] * _LAPNET[2]:g}, "
-             "LapNet) otherwise].")] = None,
-    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.9,
-    weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = 5e-4,
+             "LapNet) otherwise].")] = _default("lr_factor"),
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = _default("momentum"),
+    weight_decay: Annotated[float, typer.Option(help="SGD weight decay.")] = _default(
+        "weight_decay"),
     augment: Annotated[bool, typer.Option(
-        help="Random translations (and flips on CIFAR/SVHN-like sets).")] = False,
+        help="Random translations (and flips on CIFAR/SVHN-like sets).")] = _default("augment"),
     grad_clip: Annotated[float | None, typer.Option(
-        help="Clip the gradient norm to this value \\[default: no clipping].")] = None,
+        help="Clip the gradient norm to this value \\[default: no clipping].")
+    ] = _default("grad_clip"),
     parseval: Annotated[bool, typer.Option(
         help="Parseval training (LapNet App. A): convex residual sums, orthogonality "
              "retraction after every step, conv renormalisation on batch-norm models.")
-    ] = False,
+    ] = _default("parseval"),
     parseval_beta: Annotated[float, typer.Option(
-        help="Step size beta of the Parseval retraction.")] = 0.01,
+        help="Step size beta of the Parseval retraction.")] = _default("parseval_beta"),
     amp: Annotated[bool, typer.Option(
-        help="bf16 autocast of the forward pass and loss (for GPUs).")] = False,
+        help="bf16 autocast of the forward pass and loss (for GPUs).")] = _default("amp"),
     channels_last: Annotated[bool, typer.Option(
         help="Channels-last memory layout (NHWC kernels; faster ResNets on some hardware, "
              "numbers differ by float rounding). Recorded in the run; refused on CPUs for "
-             "convolutions of fewer than 8 channels.")] = False,
+             "convolutions of fewer than 8 channels.")] = _default("channels_last"),
     width: Annotated[int | None, typer.Option(
-        help="Model width \\[default: the model's].")] = None,
+        help="Model width \\[default: the model's].")] = _default("width"),
     feature_dim: Annotated[int | None, typer.Option(
         help="Penultimate feature size (smallcnn, resnet18) \\[default: the model's].")
-    ] = None,
+    ] = _default("feature_dim"),
     split_seed: Annotated[int, typer.Option(
-        help="Seed of the train/test split of the embedded datasets.")] = 0,
+        help="Seed of the train/test split of the embedded datasets.")] = _default("split_seed"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder that receives the run folders.")] = Path(
         "runs"),
@@ -154,7 +165,7 @@ def _render(outcomes: list[RunOutcome], out: Path) -> None:
         table.add_column(col, justify="right" if col not in ("run", "notes") else "left")
     for o in outcomes:
         if o.status == "skipped":
-            from ..rundir import read_status
+            from ..rundir.folder import read_status
 
             acc = read_status(o.spec.run_dir).get("test_accuracy")
             test = f"{acc:.2%}" if isinstance(acc, float) else "-"

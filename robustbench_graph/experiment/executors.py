@@ -1,13 +1,14 @@
 """Executors: where the units run (``rbg run --executor``).
 
 Every executor runs the same job function (:func:`.jobs.run_unit`) on plain data and starts
-an attack unit as soon as its run's training is done. Each unit gets a fixed number of
-threads (``[resources] cpus``, default 1), so the numbers are the same on every executor.
+an attack unit as soon as its run's training is done (:class:`.scheduler.Scheduler`). Each
+unit gets a fixed number of threads (``[resources] cpus``, default 1), so the numbers are the
+same on every executor.
 
-* :class:`LocalExecutor`: ``workers`` long-lived worker processes on this machine (spawned,
-  each with ``threads`` torch threads; workers x threads never exceeds the cores). A worker
-  that dies (killed, out of memory) loses only its unit, which is reported failed; a new
-  worker takes its place and the others go on.
+* :class:`~.local.LocalExecutor` (:mod:`.local`): ``workers`` long-lived worker processes on
+  this machine (spawned, each with ``threads`` torch threads; workers x threads never exceeds
+  the cores). A worker that dies (killed, out of memory) loses only its unit, which is
+  reported failed; a new worker takes its place and the others go on.
 * :class:`SubmititExecutor`: Slurm job arrays through ``submitit`` (``rbg[slurm]``), one
   array per phase ready; a preempted or timed-out job is requeued (the unit resumes).
   ``cluster="local"`` runs the same jobs as local processes (the tests).
@@ -16,160 +17,17 @@ threads (``[resources] cpus``, default 1), so the numbers are the same on every 
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from ..errors import RbgError
+from .local import LocalExecutor
+from .scheduler import OnOutcome, Outcome, Scheduler
 from .spec import Resources
 from .units import Unit
 
 EXECUTORS = ("local", "slurm", "ray")
-Outcome = dict[str, Any]
-OnOutcome = Callable[[Outcome], None]
-
-
-class Scheduler:
-    """Which unit may start now: train units in order; an attack unit once its run's train
-    unit is done, or at once when there is none in this batch (trained earlier)."""
-
-    def __init__(self, units: list[Unit]) -> None:
-        trained = {u.run_dir for u in units if u.kind == "train"}
-        self.ready: list[Unit] = [u for u in units if u.kind == "train"]
-        self.ready += [u for u in units if u.kind == "attack" and u.run_dir not in trained]
-        self.waiting = {u.run_dir: u for u in units
-                        if u.kind == "attack" and u.run_dir in trained}
-        self.total = len(units)
-
-    def next(self) -> Unit | None:
-        return self.ready.pop(0) if self.ready else None
-
-    def finished(self, unit: Unit, outcome: Outcome) -> list[Outcome]:
-        """Record an outcome; returns outcomes of units that now cannot run (an attack of a
-        run whose training failed)."""
-        follow = self.waiting.pop(unit.run_dir, None) if unit.kind == "train" else None
-        if follow is None:
-            return []
-        if outcome["status"] in ("done", "skipped"):
-            # attacks first: they finish runs, so a report comes sooner
-            self.ready.insert(0, follow)
-            return []
-        return [{"id": follow.id, "status": "failed", "seconds": 0.0,
-                 "message": "not attacked: its training failed"}]
-
-
-def _die_with_parent() -> None:
-    """Linux: this process gets SIGKILL when the process that started it dies (a killed
-    ``rbg run`` leaves no worker computing on); elsewhere a no-op."""
-    try:
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _worker_main(conn: Connection, threads: int) -> None:
-    from .jobs import run_unit, set_threads
-
-    _die_with_parent()
-    set_threads(threads)
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
-        if message is None:
-            return
-        conn.send(run_unit(message, threads))
-
-
-@dataclass
-class _Worker:
-    process: Any
-    conn: Connection
-    unit: Unit | None = None
-
-
-class LocalExecutor:
-    """A pool of worker processes on this machine (see the module docstring)."""
-
-    def __init__(self, workers: int, threads: int) -> None:
-        self.workers, self.threads = workers, threads
-        self._ctx = mp.get_context("spawn")
-
-    def _start(self) -> _Worker:
-        parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=_worker_main, args=(child, self.threads),
-                                    daemon=True)
-        process.start()
-        child.close()
-        return _Worker(process, parent)
-
-    def run(self, units: list[Unit], on_outcome: OnOutcome) -> list[Outcome]:
-        schedule = Scheduler(units)
-        outcomes: list[Outcome] = []
-        workers = [self._start() for _ in range(min(self.workers, max(1, len(units))))]
-
-        def report(outcome: Outcome) -> None:
-            outcomes.append(outcome)
-            on_outcome(outcome)
-
-        try:
-            while len(outcomes) < schedule.total:
-                for w in workers:
-                    if w.unit is None:
-                        unit = schedule.next()
-                        if unit is None:
-                            break
-                        w.unit = unit
-                        w.conn.send(unit.to_dict())
-                busy = [w for w in workers if w.unit is not None]
-                if not busy:
-                    raise RbgError("internal: units left but none can start")
-                ready = wait([w.conn for w in busy] + [w.process.sentinel for w in busy])
-                for w in list(busy):
-                    unit = w.unit
-                    assert unit is not None
-                    if w.conn not in ready and w.process.sentinel not in ready:
-                        continue
-                    outcome = None
-                    try:
-                        if w.conn.poll():
-                            outcome = w.conn.recv()
-                    except (EOFError, OSError):  # the worker is gone
-                        pass
-                    if outcome is None:
-                        w.process.join(timeout=5)
-                        if w.process.is_alive():
-                            continue
-                        code = w.process.exitcode
-                        outcome = {"id": unit.id, "status": "failed", "seconds": 0.0,
-                                   "message": f"its worker died (exit code {code}); run "
-                                              "again to resume it"}
-                        workers[workers.index(w)] = self._start()
-                    w.unit = None
-                    report(outcome)
-                    for extra in schedule.finished(unit, outcome):
-                        report(extra)
-        finally:
-            for w in workers:
-                if w.process.is_alive():
-                    try:
-                        w.conn.send(None)
-                    except OSError:
-                        pass
-            for w in workers:
-                w.process.join(timeout=5)
-                if w.process.is_alive():
-                    w.process.kill()
-        return outcomes
 
 
 class RayExecutor:

@@ -65,13 +65,12 @@ def _run(unit: Unit) -> None:
     device = resolve_device(unit.device)
     data_dir = Path(unit.data_dir) if unit.data_dir else None
     if unit.kind == "train":
-        from ..runs import RunSpec
-        from ..train import train_run
+        from ..train import RunSpec, train_run
 
         train_run(RunSpec(unit.train_config, unit.seed, Path(unit.run_dir)), device=device,
                   data_dir=data_dir)
         return
-    from ..evaluate import TestSplits, attack_run
+    from ..attack import TestSplits, attack_run
 
     cfg = unit.attack_config()
     attack_run(Path(unit.run_dir), unit.suite, cfg, device=device,

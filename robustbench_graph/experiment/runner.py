@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .executors import OnOutcome
+from .scheduler import OnOutcome
 from .spec import Experiment
 from .units import Unit, plan, state
 
@@ -45,12 +45,14 @@ def run_experiment(exp: Experiment, executor: Any, *, device: str = "auto",
     if pending:
         summary.outcomes = executor.run(pending, on_outcome or (lambda _o: None))
     if report:
+        from ..config import ReportConfig
         from ..errors import RbgError
         from ..report import build_report
         from ..report.collect import NoUsableResults
 
         try:
-            build_report(exp.out, exp.out / "report", baseline=exp.baseline, plots=exp.plots)
+            build_report(exp.out, exp.out / "report",
+                         ReportConfig(baseline=exp.baseline, plots=exp.plots))
             summary.report = exp.out / "report" / "index.html"
         except (RbgError, NoUsableResults) as err:
             summary.report_error = str(err)

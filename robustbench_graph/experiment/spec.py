@@ -43,10 +43,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..config import AttackConfig, ImageSubset, TrainConfig, parse_seeds
+from ..config import AttackConfig, ImageSubset, ReportConfig, TrainConfig, parse_seeds
 from ..errors import RbgError
+from ..settings import default_of
 
-SHIPPED = "robustbench_graph.experiments"  # the package folder of the shipped files
+SHIPPED = "robustbench_graph.experiment.shipped"  # the package folder of the shipped files
 GRID_KEYS = ("datasets", "models", "losses", "parseval", "seeds")
 # TrainConfig fields an experiment may set for every configuration ([train] scalars).
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
@@ -76,8 +77,8 @@ class Experiment:
     seeds: tuple[int, ...]
     suite: str = "all"
     attack: AttackConfig = AttackConfig()
-    baseline: str = "ce"
-    plots: bool = True
+    baseline: str = default_of(ReportConfig, "baseline")
+    plots: bool = default_of(ReportConfig, "plots")
     resources: Resources = Resources()
     description: str = ""
     data_dir: Path | None = None
@@ -213,7 +214,8 @@ def parse(text: str, where: str, *, out: Path | None = None,
         name=name, source=where,
         out=Path(out) if out is not None else Path(str(record.get("out", f"runs/{name}"))),
         configs=tuple(configs), seeds=seeds, suite=suite, attack=attack_cfg,
-        baseline=str(report.get("baseline", "ce")), plots=bool(report.get("plots", True)),
+        baseline=str(report.get("baseline", Experiment.baseline)),
+        plots=bool(report.get("plots", Experiment.plots)),
         resources=resources_, description=str(record.get("description", "")),
         data_dir=data_dir,
     )

@@ -23,7 +23,7 @@ from typing import Any
 
 from ..config import AttackConfig, ImageSubset, TrainConfig
 from ..errors import RbgError
-from ..io import write_json_atomic
+from ..rundir.atomic import write_json_atomic
 from .spec import Experiment
 
 STATES = ("done", "running", "failed", "pending")
@@ -135,18 +135,18 @@ def is_running(unit: Unit) -> bool:
 
 
 def train_done(run_dir: Path) -> bool:
-    from ..rundir import WEIGHTS, read_status
+    from ..rundir.folder import WEIGHTS, read_status
 
     return read_status(run_dir)["status"] == "complete" and (run_dir / WEIGHTS).is_file()
 
 
 def missing_cells(unit: Unit) -> int:
     """How many planned cells of an attack unit its results lack (under their settings)."""
-    from ..evaluate import plan_cells
+    from ..attack import plan_cells
     from ..perturbations import build_suite, dataset_family, suite_names
-    from ..records import cell_fingerprints, read_results
-    from ..rundir import RESULTS, read_config
-    from ..runs import recorded_info
+    from ..rundir.folder import RESULTS, read_config
+    from ..rundir.results import cell_fingerprints, read_results
+    from ..rundir.runs import recorded_info
 
     run_dir = Path(unit.run_dir)
     cfg = unit.attack_config()
@@ -160,7 +160,7 @@ def missing_cells(unit: Unit) -> int:
 
 def state(unit: Unit) -> tuple[str, str]:
     """``(state, message)`` of a unit (see the module docstring)."""
-    from ..rundir import read_run_json, read_status
+    from ..rundir.folder import read_run_json, read_status
 
     run_dir = Path(unit.run_dir)
     if unit.kind == "train":

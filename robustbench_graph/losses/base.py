@@ -20,7 +20,7 @@ from ..data import ImageData
 from ..errors import RbgError
 from ..models import TappedModel
 from ..registry import Registry
-from ..settings import convert
+from ..settings import parse_settings
 
 
 @dataclass
@@ -39,6 +39,10 @@ class TrainingLoss(nn.Module):
     """Base class; subclasses set ``Options`` and implement ``forward``."""
 
     Options: ClassVar[type] = NoOptions
+    # The classifier head the loss trains (models/heads.py) and the Options fields passed to
+    # it; training builds the model with them and records them in config.json (model_head).
+    head: ClassVar[str] = "linear"
+    head_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Any, num_classes: int) -> None:
         super().__init__()
@@ -51,12 +55,6 @@ class TrainingLoss(nn.Module):
         raise NotImplementedError
 
     # Extension points (no-ops by default) -------------------------------------------------
-    @classmethod
-    def adapt_model(cls, model: TappedModel, options: Any) -> TappedModel:
-        """Change the architecture the loss needs (e.g. a centroid head); called when the
-        model is built, for training and for loading a finished run alike."""
-        return model
-
     def after_step(self, model: TappedModel) -> None:
         """Called after every optimiser step."""
 
@@ -95,22 +93,9 @@ def register_loss(name: str, description: str):  # noqa: ANN201
 
 
 def parse_loss_options(name: str, raw: dict[str, Any]) -> Any:
-    """Build the loss's ``Options`` from ``{key: value}``; unknown keys list the valid ones."""
-    cls = LOSSES.get(name).factory
-    opts_type = cls.Options
-    hints = typing.get_type_hints(opts_type)
-    fields = {f.name for f in dataclasses.fields(opts_type)}
-    unknown = sorted(set(raw) - fields)
-    if unknown:
-        valid = ", ".join(sorted(fields)) or "none"
-        raise RbgError(f"unknown option {unknown[0]!r} for loss {name!r}; valid: {valid}")
-    values = {k: convert(v, hints[k], f"loss option {k}") if isinstance(v, str) else v
-              for k, v in raw.items()}
-    options = opts_type(**values)
-    check = getattr(options, "validate", None)
-    if check is not None:
-        check()
-    return options
+    """The loss's ``Options`` from ``{key: value}``, by the parser of the perturbation settings
+    (:func:`robustbench_graph.settings.parse_settings`); unknown keys list the valid ones."""
+    return parse_settings(LOSSES.get(name).factory.Options, raw, f"loss {name!r}", "option")
 
 
 def create_loss(name: str, options: dict[str, Any], num_classes: int) -> TrainingLoss:

@@ -14,7 +14,8 @@ it the start-up collapses into parallel outputs). The clipping is done inside th
 (``clip``, on the loss's own gradient before it is returned), so a plain
 ``rbg train --loss gsl`` trains; ``-o clip=none`` leaves it to ``--grad-clip``.
 
-Prediction ([R], docs/losses.md#gsl): the head becomes a :class:`CentroidHead`, whose logits are
+Prediction ([R], docs/losses.md#gsl): the loss declares the ``centroids`` head, so the model is
+built with a :class:`~robustbench_graph.models.heads.CentroidHead`, whose logits are
 ``tau * cos(f(x), mu_c)`` with mu_c the mean L2-normalised output of class c on the clean
 training set (computed by :meth:`GraphSmoothnessLoss.finish`; a running mean stands in during
 training). The logits are differentiable, so every attack applies. :func:`knn_accuracy` is
@@ -24,7 +25,6 @@ the k-NN (k = 10, cosine) cross-check.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,30 +34,13 @@ from ..data import ImageData
 from ..errors import RbgError
 from ..graph import knn_sparsify, label_signals, signal_smoothness, similarity
 from ..models import TappedModel
+from ..models.heads import CENTROIDS, CentroidHead
 from ..settings import setting
 from .base import LossOutput, TrainingLoss, register_loss, require_choice
 
 GSL_SIMILARITIES = {"cosine_clamped": "cosine_clamped", "cosine_signed": "cosine",
                     "rbf_normalized": "rbf_normalized"}
 CENTROID_MOMENTUM = 0.9
-
-
-class CentroidHead(nn.Module):
-    """Classifier ``linear`` (features -> d outputs) plus class centroids in output space;
-    ``forward`` gives the nearest-centroid logits ``tau * cos(linear(h), mu_c)``."""
-
-    def __init__(self, linear: nn.Module, out_dim: int, num_classes: int, tau: float) -> None:
-        super().__init__()
-        self.linear = linear
-        self.tau = tau
-        self.register_buffer("centroids", torch.zeros(num_classes, out_dim))
-
-    def logits(self, outputs: torch.Tensor) -> torch.Tensor:
-        u = F.normalize(outputs, dim=1)
-        return self.tau * u @ F.normalize(self.centroids, dim=1).T
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.linear(h))
 
 
 def gsl_smoothness(
@@ -102,7 +85,8 @@ def _clipped(loss: torch.Tensor, model: nn.Module, max_norm: float) -> torch.Ten
 def _outputs(model: TappedModel, images: torch.Tensor) -> torch.Tensor:
     head = model.head
     if not isinstance(head, CentroidHead):
-        raise RbgError("the gsl loss needs the model built by its adapt_model (CentroidHead)")
+        raise RbgError("the gsl loss needs a model built with the centroids head "
+                       "(CentroidHead)")
     return head.linear(model.features(images))
 
 
@@ -111,6 +95,9 @@ def _outputs(model: TappedModel, images: torch.Tensor) -> torch.Tensor:
                "nearest-centroid head")
 class GraphSmoothnessLoss(TrainingLoss):
     """Pure GSL on the network outputs, with a nearest-class-centroid head."""
+
+    head = CENTROIDS  # the model is built with a CentroidHead of these options:
+    head_options = ("out_dim", "tau")
 
     @dataclass(frozen=True)
     class Options:
@@ -136,17 +123,6 @@ class GraphSmoothnessLoss(TrainingLoss):
                 value = getattr(self, name)
                 if value is not None and value <= 0:
                     raise RbgError(f"gsl {name} must be positive, got {value}")
-
-    @classmethod
-    def adapt_model(cls, model: TappedModel, options: Any) -> TappedModel:
-        linear = model.head
-        if options.out_dim is not None:
-            if not isinstance(linear, nn.Linear):
-                raise RbgError("gsl out_dim needs a model whose head is a Linear layer")
-            linear = nn.Linear(linear.in_features, options.out_dim)
-        out_dim = options.out_dim or model.num_classes
-        model.head = CentroidHead(linear, out_dim, model.num_classes, options.tau)
-        return model
 
     def forward(
         self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
@@ -222,5 +198,5 @@ def knn_accuracy(model: TappedModel, train: ImageData, test: ImageData, *, k: in
     return correct / max(len(qry), 1)
 
 
-__all__ = ["CentroidHead", "GraphSmoothnessLoss", "class_means",
+__all__ = ["GraphSmoothnessLoss", "class_means",
            "gsl_smoothness", "knn_accuracy", "output_embeddings"]

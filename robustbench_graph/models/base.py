@@ -11,7 +11,8 @@ Named taps (lists of modules whose forward outputs are the tapped tensors):
   docs/losses.md#label-smoothness);
 * ``block_taps``: the output of each block (test-time dropout, docs/perturbations.md#dropout);
 * ``features`` / ``head``: the penultimate feature and the classifier on top of it
-  (margin losses, docs/losses.md#lmd);
+  (margin losses, docs/losses.md#lmd); the head is chosen when the model is built
+  (``linear`` or ``centroids``, :mod:`.heads`);
 * ``input_layer``: the first convolution (every path from the input passes through its output).
 
 What a model declares about itself (class attributes and properties, not guessed by callers):
@@ -20,7 +21,7 @@ What a model declares about itself (class attributes and properties, not guessed
   scale-free ``normalize=batch`` sigma (LapNet's 0.01 at b = 100 is 10 on the PreActResNet18
   the paper calibrated it on; 1 elsewhere, ``losses/laplacian.py``);
 * ``residual_blocks``: the blocks whose residual sum ``w f(x) + (1 - w) shortcut(x)`` has a
-  ``residual_weight`` (Parseval's convex sums, ``parseval.py``); empty for a plain network.
+  ``residual_weight`` (Parseval's convex sums, :mod:`.parseval`); empty for a plain network.
 
 Memory layout: models are built contiguous (NCHW); ``set_memory_format`` makes one
 channels-last on request (``--channels-last``), after checking that the layout is safe.
@@ -29,7 +30,7 @@ channels-last on request (``--channels-last``), after checking that the layout i
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,6 +40,7 @@ from torch import nn
 from ..data import DatasetInfo
 from ..errors import RbgError
 from ..registry import Registry
+from .heads import attach_head
 
 MODELS: Registry[Callable[..., TappedModel]] = Registry("model")
 
@@ -140,9 +142,11 @@ def model_options(name: str) -> tuple[str, ...]:
 
 
 def create_model(
-    name: str, info: DatasetInfo, *, width: int | None = None, feature_dim: int | None = None
+    name: str, info: DatasetInfo, *, width: int | None = None, feature_dim: int | None = None,
+    head: str = "linear", head_options: Mapping[str, Any] | None = None,
 ) -> TappedModel:
-    """Build a registered model for a dataset; ``None`` options take the model's defaults.
+    """Build a registered model for a dataset, with its classifier ``head`` (``linear`` or
+    ``centroids``, :mod:`.heads`); ``None`` options take the model's defaults.
 
     An option the model does not take, or a non-positive one, is an error (never ignored)."""
     given = {k: v for k, v in {"width": width, "feature_dim": feature_dim}.items()
@@ -155,7 +159,7 @@ def create_model(
             raise RbgError(f"model {name!r} has no {flag} option (it takes {takes})")
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise RbgError(f"{flag} must be a positive integer, got {value!r}")
-    return MODELS.create(name, info=info, **given)
+    return attach_head(MODELS.create(name, info=info, **given), head, head_options)
 
 
 # torch 2.14.1's oneDNN channels-last Conv2d backward corrupts the heap on AVX2 CPUs for

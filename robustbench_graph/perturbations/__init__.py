@@ -1,7 +1,7 @@
 """Perturbation registry; every module in this package registers its family on import.
 
 Adding a perturbation is one module here (a :class:`Perturbation` subclass, see
-:mod:`.base`) plus one test; the CLI's ``-p name.key=value``, ``rbg list perturbations``,
+:mod:`.family`) plus one test; the CLI's ``-p name.key=value``, ``rbg list perturbations``,
 the suite order and the report's metric directions all come from its declarations.
 """
 
@@ -11,18 +11,11 @@ from typing import Any
 
 from ..errors import RbgError
 from ..registry import import_submodules
-from .base import (
-    FAMILIES,
-    PERTURBATIONS,
-    Cell,
-    Draw,
-    EvalContext,
-    Measurement,
-    Metric,
-    Perturbation,
-    dataset_family,
-    register_perturbation,
-)
+from .cell import Cell
+from .context import Draw, EvalContext, Measurement
+from .dataset_families import FAMILIES, dataset_family
+from .family import PERTURBATIONS, Perturbation, register_perturbation
+from .metrics import Metric
 
 import_submodules(__name__, __path__)
 

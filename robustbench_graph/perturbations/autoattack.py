@@ -45,17 +45,13 @@ from typing import Any
 import torch
 
 from ..errors import RbgError
-from ..io import write_text_atomic
+from ..rundir.atomic import write_text_atomic
 from ..settings import setting
-from .base import (
-    Cell,
-    EvalContext,
-    Measurement,
-    Perturbation,
-    Strength,
-    register_perturbation,
-    require,
-)
+from .cell import Cell
+from .checks import require
+from .context import EvalContext, Measurement
+from .family import Perturbation, register_perturbation
+from .metrics import Strength
 
 EXTRA_MESSAGE = ("the autoattack perturbation needs the optional extra: pip install "
                  "'robustbench_graph[autoattack]'")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Perturbation, register_perturbation
+from .family import Perturbation, register_perturbation
 
 
 @register_perturbation("clean", "test accuracy without perturbation")

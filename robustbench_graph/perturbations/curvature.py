@@ -19,7 +19,7 @@ The paper's analysis: each image is also classified under ``noise_draws`` noisy 
 noise it trained with, in [0, 1] space, clipped); images are grouped by how many they survive
 and the Pearson r between that count and the group-mean κ is reported (expected negative:
 flatter images survive more noise). Per-image values go to a side file
-(:mod:`robustbench_graph.per_image`), the run-level medians and means to ``results.csv``.
+(:mod:`robustbench_graph.rundir.per_image`), the run-level medians and means to ``results.csv``.
 
 Every image draws its probes and noise from its own seed (run, cell, test index), so the
 values do not depend on the batch size or on which images are evaluated with it.
@@ -38,16 +38,12 @@ import torch.nn.functional as F
 
 from ..config import stable_seed
 from ..settings import setting
-from .base import (
-    Cell,
-    EvalContext,
-    Measurement,
-    Metric,
-    Perturbation,
-    conventional_median,
-    register_perturbation,
-    require,
-)
+from .cell import Cell
+from .checks import require
+from .context import EvalContext, Measurement
+from .family import Perturbation, register_perturbation
+from .metrics import Metric, conventional_median
+from .report_extras import CellFilter, GroupedLines, PerImageFigure
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]  # a batch -> its per-image losses
 
@@ -187,6 +183,17 @@ class Curvature(Perturbation):
                                     "with fewer than 3 groups)"),
     )
     headline = "kappa_median"
+    # The noise paper's figure: per network, the mean κ of the images grouped by how many
+    # noisy copies they survived, against that count, with the Pearson r in the legend.
+    report_extras = (
+        PerImageFigure(
+            "curvature-survival", "Input curvature", "input curvature against noise survival",
+            "mean input curvature of the images grouped by the noisy copies they survive, and "
+            "the Pearson r per network",
+            GroupedLines("survived", "kappa", group_correlation, "r",
+                         "noisy copies classified correctly", "mean κ of the group"),
+            CellFilter(metric="kappa_median")),
+    )
     space = "normalized"
     order = 55
     title = "Input curvature"

@@ -22,7 +22,10 @@ import torch
 from ..errors import RbgError
 from ..models import TappedModel, transform_outputs
 from ..settings import setting
-from .base import Draw, Perturbation, Strength, register_perturbation, require
+from .checks import require
+from .context import Draw
+from .family import Perturbation, register_perturbation
+from .metrics import Strength
 
 
 def seeded_dropout(p: float, gen: torch.Generator):  # noqa: ANN201

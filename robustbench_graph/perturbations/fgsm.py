@@ -22,16 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from ..settings import setting
-from .base import (
-    ACCURACY,
-    Draw,
-    Metric,
-    Perturbation,
-    Strength,
-    register_perturbation,
-    require,
-)
-from .gaussian import check_snrs, snr_db
+from .checks import require
+from .context import Draw
+from .family import Perturbation, register_perturbation
+from .gaussian import REALISED_SNR, check_snrs, snr_db
+from .metrics import ACCURACY, Metric, Strength
 
 
 def fgsm(
@@ -82,6 +77,7 @@ class _Fgsm(Perturbation):
                  "linf_eps": Strength("L-inf ε")}
     headline_setting = {"grey": 10.0, "colour": 33.0}
     metrics = (ACCURACY, SNR_METRIC)
+    report_extras = (REALISED_SNR,)  # the target SNR beside the realised one
 
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: Any
                 ) -> torch.Tensor:

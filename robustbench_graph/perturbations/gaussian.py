@@ -21,18 +21,12 @@ from dataclasses import dataclass
 import torch
 
 from ..settings import setting
-from .base import (
-    ACCURACY,
-    Cell,
-    Draw,
-    EvalContext,
-    Measurement,
-    Metric,
-    Perturbation,
-    Strength,
-    register_perturbation,
-    require,
-)
+from .cell import Cell
+from .checks import require
+from .context import Draw, EvalContext, Measurement
+from .family import Perturbation, register_perturbation
+from .metrics import ACCURACY, Metric, Strength
+from .report_extras import RealisedValue
 
 
 def snr_db(signal: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -72,6 +66,8 @@ class GaussianSettings:
 GREY_SNRS = {"snr_db": (10.0, 5.0, 0.0, -5.0, -10.0)}
 SNR_METRIC = Metric("snr_db", "none", "realised mean SNR of the noise in dB, before clipping")
 STD_METRIC = Metric("noise_std", "none", "per-pixel noise std calibrated to the target SNR")
+# The target SNR is met on average: a report names the realised one where it differs.
+REALISED_SNR = RealisedValue("snr_db", "snr_db", "dB")
 
 
 class _Gaussian(Perturbation):
@@ -82,6 +78,7 @@ class _Gaussian(Perturbation):
     headline_setting = {"grey": -5.0, "colour": 15.0}
     repeats_setting = "draws"
     metrics = (ACCURACY, SNR_METRIC, STD_METRIC)
+    report_extras = (REALISED_SNR,)
     shared: bool
 
     def begin(self, draw: Draw) -> None:

@@ -32,19 +32,13 @@ from typing import Any
 import torch
 
 from ..config import ImageSubset, stable_seed
-from ..records import as_saved
+from ..rundir.results import as_saved
 from ..settings import setting
-from .base import (
-    Cell,
-    EvalContext,
-    Measurement,
-    Metric,
-    Perturbation,
-    Strength,
-    register_perturbation,
-    require,
-    settings_fingerprint,
-)
+from .cell import Cell, settings_fingerprint
+from .checks import require
+from .context import EvalContext, Measurement
+from .family import Perturbation, register_perturbation
+from .metrics import Metric, Strength
 
 # LapNet's grid: r = 1.75 a / 30, a = 1..30, kept to the 10 digits results.csv keeps.
 DEFAULT_RADII = tuple(as_saved(1.75 * a / 30) for a in range(1, 31))

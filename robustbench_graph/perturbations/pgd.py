@@ -28,8 +28,11 @@ import torch
 import torch.nn.functional as F
 
 from ..settings import setting
-from .base import Draw, Perturbation, Strength, register_perturbation, require
+from .checks import require
+from .context import Draw
+from .family import Perturbation, register_perturbation
 from .gradients import fast_batchnorm_backward, input_gradient
+from .metrics import Strength
 
 NORMS = ("linf", "l2")
 _NORM_FLOOR = 1e-12  # foolbox 3's floor on gradient and perturbation norms

@@ -20,15 +20,10 @@ from torch import nn
 
 from ..models import TappedModel
 from ..settings import setting
-from .base import (
-    ACCURACY,
-    Draw,
-    Metric,
-    Perturbation,
-    Strength,
-    register_perturbation,
-    require,
-)
+from .checks import require
+from .context import Draw
+from .family import Perturbation, register_perturbation
+from .metrics import ACCURACY, Metric, Strength
 
 
 def power_of_two_scale(weight: torch.Tensor, bits: int) -> float:

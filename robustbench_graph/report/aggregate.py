@@ -19,7 +19,9 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from ..config import BASELINE_METHOD
 from ..perturbations import suite_order
+from .declared import main_metric
 from .stats import per_run
 
 GROUP: tuple[str, ...] = ("dataset", "model", "method", "perturbation", "param",
@@ -43,14 +45,12 @@ def networks(results: pd.DataFrame) -> pd.DataFrame:
 
 def curve_areas(runs: pd.DataFrame) -> pd.DataFrame:
     """Per run, the normalised area under each curve (settings swept over 2+ strengths)."""
-    from .tables import headline_metric
-
     rows = []
     keys = ["dataset", "model", "method", "perturbation", "param", "variant", "metric",
             "run_path"]
     for key, group in runs.groupby(keys, dropna=False, sort=False):
         perturbation, metric = key[3], key[6]
-        if metric != headline_metric(str(perturbation)) or str(key[4]) == "none":
+        if metric != main_metric(str(perturbation)) or str(key[4]) == "none":
             continue
         g = group.dropna(subset=["param_value"]).sort_values("param_value")
         x = g["param_value"].to_numpy(dtype="float64")
@@ -149,7 +149,7 @@ def sort_rows(df: pd.DataFrame, baseline: str) -> pd.DataFrame:
     return df.loc[order].reset_index(drop=True)
 
 
-def summarize(results: pd.DataFrame, baseline: str = "ce",
+def summarize(results: pd.DataFrame, baseline: str = BASELINE_METHOD,
               runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (dataset, model, method, perturbation, param, param_value, variant, metric).
 

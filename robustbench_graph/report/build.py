@@ -1,61 +1,40 @@
-"""``build_report``: read the runs, compute, draw and write every report file."""
+"""``build_report``: read the runs, compute, draw and write every report file.
+
+The stages, each a layer that reads only those before it: :mod:`.collect` (the only module
+that reads a run folder) → the numbers (:mod:`.aggregate`, :mod:`.compare`, :mod:`.tables`,
+:mod:`.summary_tables`, :mod:`.headline`, :mod:`.figures`) → the :class:`.model.Report` →
+the renderers (:mod:`.export`, :mod:`.plots`, :mod:`.html`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from .. import __version__
-from ..io import atomic_write, write_text_atomic
-from .aggregate import method_order, networks, summarize
-from .collect import RunInfo, collect
-from .compare import ALPHA, compare
-from .corruption_table import corruption_tables
+from ..config import ReportConfig
+from ..perturbations.report_extras import PerImageFigure
+from ..rundir.atomic import atomic_write, write_text_atomic
+from .aggregate import method_order, networks, perturbation_rank, summarize
+from .collect import Collected, collect, find_smoothness, per_image_tables
+from .compare import compare
+from .declared import declaring
 from .export import write_exports
-from .headline import Headline, build_headlines
+from .figures import box_figure_of, curve_figures, per_image_figure
+from .headline import build_headlines
 from .html import render_html
-from .methods import MethodConfig
-from .plots import PlotFile, write_plots
-from .tables import Table, build_tables
+from .model import FigureSpec, Picture, Report
+from .plots import write_plots
+from .summary_tables import summary_tables
+from .tables import build_tables
 
 SUMMARY = "summary.csv"
 COMPARISONS = "comparisons.csv"
 INDEX = "index.html"
 NETWORKS = "networks.csv"
-
-
-@dataclass
-class Report:
-    """Everything a report shows, as plain data; the CLI and the HTML page only render it."""
-
-    runs_root: Path
-    out_dir: Path
-    baseline: str
-    results: pd.DataFrame
-    summary: pd.DataFrame
-    comparisons: pd.DataFrame
-    tables: list[Table]
-    headlines: list[Headline]
-    runs: list[RunInfo]
-    methods: list[str]
-    settings: dict = field(default_factory=dict)  # fingerprint: the attack settings it names
-    method_configs: dict[str, MethodConfig] = field(default_factory=dict)
-    networks: pd.DataFrame | None = None  # per-run values: the unit of every test
-    alpha: float = ALPHA
-    plots: list[PlotFile] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-    version: str = ""
-    created: str = ""
-
-    @property
-    def failed_runs(self) -> list[RunInfo]:
-        return [r for r in self.runs if r.status == "failed"]
 
 
 def _write_csv(path: Path, df: pd.DataFrame) -> Path:
@@ -64,43 +43,45 @@ def _write_csv(path: Path, df: pd.DataFrame) -> Path:
     return path
 
 
-def build_report(runs_root: Path, out_dir: Path, baseline: str = "ce",
-                 plots: bool = True, columns: list[str] | None = None,
+def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = None,
                  on_step: Callable[[str], None] | None = None) -> Report:
     """Build the report of every run under ``runs_root`` and write it under ``out_dir``.
 
     Writes ``summary.csv``, ``comparisons.csv``, ``networks.csv`` (per-run values),
-    ``tables.md``, ``tables.tex``, ``plots/*.png|svg`` (unless ``plots`` is false) and
-    ``index.html``, each atomically. ``columns`` selects the headline's columns
+    ``tables.md``, ``tables.tex``, ``plots/*.png|svg`` (unless ``config.plots`` is false) and
+    ``index.html``, each atomically. ``config.columns`` selects the headline's columns
     (:mod:`.headline`); ``on_step`` hears each stage's name (for progress).
 
     Raises:
         RbgError: no run folder under ``runs_root``, or an unknown headline column.
         NoUsableResults: no results could be read (its ``warnings`` say why).
     """
+    config = config or ReportConfig()
     step = on_step or (lambda _name: None)
     step("reading runs")
     collected = collect(runs_root)
     results = collected.results
-    baseline = _baseline_name(baseline, collected)
+    baseline = _baseline_name(config.baseline, collected)
     methods = method_order(results["method"], baseline)
     step("statistics")
     per_network = networks(results)
     summary = summarize(results, baseline, per_network)
     comparisons, notes = compare(results, baseline, runs=per_network)
+    columns = list(config.columns) if config.columns else None
     headlines = build_headlines(summary, comparisons, baseline, columns)
     warnings = list(collected.warnings)
     if baseline not in methods:
         warnings.append(f"baseline method {baseline!r} is not among the methods "
                         f"{', '.join(methods)}; choose one with --baseline")
+    smoothness = find_smoothness(Path(runs_root), Path(out_dir))
     report = Report(
         runs_root=Path(runs_root), out_dir=Path(out_dir), baseline=baseline, results=results,
         summary=summary, comparisons=comparisons,
         tables=build_tables(summary, comparisons, baseline)
-        + corruption_tables(per_network, baseline), headlines=headlines,
+        + summary_tables(per_network, baseline), headlines=headlines,
         runs=collected.runs, methods=methods, settings=collected.settings,
         method_configs=collected.methods, networks=per_network, warnings=warnings, notes=notes,
-        version=__version__,
+        smoothness=Picture(*smoothness) if smoothness else None, version=__version__,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     out = Path(out_dir)
@@ -109,8 +90,9 @@ def build_report(runs_root: Path, out_dir: Path, baseline: str = "ce",
                      _write_csv(out / COMPARISONS, comparisons),
                      _write_csv(out / NETWORKS, per_network)]
     report.files += write_exports(report, out)
-    if plots:
+    if config.plots:
         step("plots")
+        report.figures = figure_specs(report)
         report.plots = write_plots(report, out)
         report.files += [f for p in report.plots for f in (p.png, p.svg)]
     step("page")
@@ -119,7 +101,29 @@ def build_report(runs_root: Path, out_dir: Path, baseline: str = "ce",
     return report
 
 
-def _baseline_name(baseline: str, collected) -> str:  # noqa: ANN001
+def figure_specs(report: Report) -> list[FigureSpec]:
+    """Per dataset/model: its curves, the families' per-image figures, its boxes."""
+    declared = sorted(declaring(PerImageFigure), key=lambda d: perturbation_rank(d[0]))
+    loaded = [(fig, per_image_tables(report.results, family, fig.cells, fig.columns))
+              for family, fig in declared]
+    specs: list[FigureSpec] = []
+    for (dataset, model), dm in report.networks.groupby(["dataset", "model"], sort=True):
+        d, m = str(dataset), str(model)
+        here = [x for x in report.methods if x in set(dm["method"])]
+        specs += curve_figures(dm, d, m, here)
+        for fig, tables in loaded:
+            spec = per_image_figure(fig, [t for t in tables if (t.dataset, t.model) == (d, m)],
+                                    d, m, here)
+            if spec is not None:
+                specs.append(spec)
+        head = next((h for h in report.headlines if (h.dataset, h.model) == (d, m)), None)
+        boxes = box_figure_of(head, here) if head is not None else None
+        if boxes is not None:
+            specs.append(boxes)
+    return specs
+
+
+def _baseline_name(baseline: str, collected: Collected) -> str:
     """``baseline`` as a method name; a run's recorded method id (``laplacian_gamma0.001``)
     is accepted where it names one configuration."""
     names = set(collected.results["method"])

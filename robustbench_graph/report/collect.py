@@ -19,17 +19,19 @@ from typing import Any
 
 import pandas as pd
 
-from ..attack_record import (
+from ..errors import RbgError
+from ..perturbations.report_extras import CellFilter
+from ..rundir.attack_record import (
     flatten_settings,
     read_attack_record,
     recorded_rows,
     settings_of,
     show_setting,
 )
-from ..errors import RbgError
-from ..importing import is_imported
-from ..records import COLUMNS, UNRECORDED, read_results, repair
-from ..rundir import RESULTS, find_runs, read_config, read_status
+from ..rundir.folder import RESULTS, find_runs, read_config, read_status
+from ..rundir.imported_model import is_imported
+from ..rundir.per_image import read_per_image
+from ..rundir.results import COLUMNS, UNRECORDED, read_results, repair
 from .methods import MethodConfig, imported_method_config, method_config, name_methods
 
 
@@ -197,3 +199,50 @@ def variant_labels(results: pd.DataFrame, settings: dict[str, dict[str, Any]]) -
                 text = ", ".join(f"{k}={show_setting(k, flat[fp].get(k))}" for k in differing) or fp
             labels[group.index[group["settings"] == fp]] = text
     return labels
+
+
+@dataclass(frozen=True)
+class PerImageTable:
+    """The per-image values one network kept for one cell (:mod:`..rundir.per_image`)."""
+
+    dataset: str
+    model: str
+    method: str
+    run_path: str
+    table: pd.DataFrame
+
+
+def per_image_tables(results: pd.DataFrame, perturbation: str, cells: CellFilter,
+                     columns: tuple[str, ...]) -> list[PerImageTable]:
+    """The per-image tables (with ``columns``) of the ``perturbation``'s cells that ``cells``
+    selects, one per network and cell, in the order of ``results``; a missing or unreadable
+    file is left out."""
+    rows = results[results["perturbation"] == perturbation]
+    if cells.param is not None:
+        rows = rows[rows["param"].astype(str) == cells.param]
+    if cells.param_value is not None:
+        rows = rows[rows["param_value"] == cells.param_value]
+    if cells.metric is not None:
+        rows = rows[rows["metric"] == cells.metric]
+    rows = rows[["dataset", "model", "method", "run_path", "param", "param_value", "settings"]
+                ].drop_duplicates()
+    out = []
+    for r in rows.itertuples(index=False):
+        table = read_per_image(Path(r.run_path), perturbation, str(r.param),
+                               float(r.param_value), str(r.settings), columns)
+        if table is not None:
+            out.append(PerImageTable(str(r.dataset), str(r.model), str(r.method),
+                                     str(r.run_path), table))
+    return out
+
+
+SMOOTHNESS = "smoothness.png"
+
+
+def find_smoothness(runs_root: Path, out_dir: Path) -> tuple[Path, bytes] | None:
+    """The ``rbg smoothness`` figure beside the runs or the report, with its bytes."""
+    for folder in (runs_root, runs_root / "smoothness", out_dir, out_dir / "smoothness"):
+        path = Path(folder) / SMOOTHNESS
+        if path.is_file():
+            return path, path.read_bytes()
+    return None

@@ -41,7 +41,7 @@ def _values(group: pd.DataFrame, method: str) -> np.ndarray:
     return v[~np.isnan(v)]
 
 
-def compare(results: pd.DataFrame, baseline: str = "ce", alpha: float = ALPHA,
+def compare(results: pd.DataFrame, baseline: str, alpha: float = ALPHA,
             runs: pd.DataFrame | None = None) -> tuple[pd.DataFrame, list[str]]:
     """Compare every method with ``baseline``; returns (comparisons, notes).
 

@@ -6,27 +6,12 @@ bootstrap interval below) and the full table (median [q25–q75] over networks).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..io import write_text_atomic
-from .headline import Headline
-from .tables import Table
-
-if TYPE_CHECKING:
-    from .build import Report
+from ..rundir.atomic import write_text_atomic
+from .model import Headline, Report, Table
 
 MARKDOWN = "tables.md"
 LATEX = "tables.tex"
-
-
-def footer(report: Report) -> str:
-    return (f"Median over networks (n = networks per method); * differs from "
-            f"{report.baseline} (two-sided Mann–Whitney on per-run values, Holm over all "
-            f"{len(report.comparisons)} comparisons, p < {report.alpha:g}); Δ: difference of "
-            "medians from the baseline, with its 95% cluster-bootstrap interval where both "
-            "have 3+ networks. A method is a whole training configuration: runs that differ "
-            "in anything but the seed are "
-            "different methods.")
 
 
 def _headline_rows(head: Headline) -> tuple[list[str], list[list[str]]]:
@@ -78,12 +63,12 @@ def _tex(header: list[str], rows: list[list[str]], caption: str) -> str:
 
 def write_exports(report: Report, out_dir: Path) -> list[Path]:
     """Write ``tables.md`` and ``tables.tex``; returns their paths."""
-    md = [f"# rbg report: {report.runs_root}\n", footer(report) + "\n"]
+    md = [f"# rbg report: {report.runs_root}\n", report.footer + "\n"]
     tex = ["% rbg report tables; needs \\usepackage{booktabs}\n"]
     for head in report.headlines:
         header, rows = _headline_rows(head)
         md += [f"## {head.title}: headline\n", _md(header, rows)]
-        tex.append(_tex(header, rows, f"{head.title}: headline. {footer(report)}"))
+        tex.append(_tex(header, rows, f"{head.title}: headline. {report.footer}"))
     for table in report.tables:
         header, rows = _full_rows(table)
         md += [f"## {table.title}: every setting (median [q25–q75] over networks)\n",

@@ -13,130 +13,24 @@ significance (:mod:`.compare`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pandas as pd
 
+from ..data import DATASETS, dataset_info
 from ..errors import RbgError
-from ..perturbations import PERTURBATIONS, family_class, family_title
-from ..records import as_saved
-from .aggregate import (
-    AUC_SUFFIX,
-    base_metric,
-    method_order,
-    perturbation_rank,
-    select_rows,
-    value_key,
-)
-from .tables import PERCENT_METRICS, format_value, headline_metric, mark_best, metric_unit
+from ..perturbations import PERTURBATIONS, dataset_family, family_class
+from ..rundir.results import as_saved
+from .aggregate import AUC_SUFFIX, method_order, perturbation_rank, select_rows, value_key
+from .declared import main_metric
+from .model import Headline, HeadlineCell, HeadlineColumn
+from .tables import mark_best
 
 AUC_PREFIX = "auc:"
 
 
-@dataclass(frozen=True)
-class HeadlineColumn:
-    """One headline column: ``key`` as ``--columns`` names it, and what it shows."""
-
-    key: str
-    perturbation: str
-    param: str
-    param_value: float  # NaN for a curve's area
-    metric: str
-    variant: str = ""
-
-    @property
-    def is_area(self) -> bool:
-        return self.metric.endswith(AUC_SUFFIX)
-
-    @property
-    def label(self) -> str:
-        """A human label: ``Gaussian noise, SNR -5 dB``, ``PGD: area under the curve``."""
-        if self.perturbation not in PERTURBATIONS:
-            text = self.key
-        elif self.is_area:
-            text = f"{family_title(self.perturbation)}: area under the curve"
-        else:
-            text = family_class(self.perturbation).describe_cell(self.param, self.param_value)
-        return f"{text} [{self.variant}]" if self.variant else text
-
-    @property
-    def short(self) -> list[str]:
-        """Header lines for a narrow terminal column (``fgsm``, ``before``, ``10 dB``)."""
-        short = (family_class(self.perturbation).short_title
-                 if self.perturbation in PERTURBATIONS else "")
-        words = short.split() if short else self.perturbation.split("-")
-        if self.is_area:
-            return [*words, "area"]
-        if self.perturbation in PERTURBATIONS and self.param != "none":
-            cls = family_class(self.perturbation)
-            strength = cls.strengths.get(self.param)
-            if strength is not None and strength.unit:
-                return [*words, f"{self.param_value:g} {strength.unit}"]
-            return [*words, cls.describe_cell(self.param, self.param_value).split(", ", 1)[-1]]
-        return words
-
-    @property
-    def unit(self) -> str:
-        return metric_unit(base_metric(self.metric))
-
-
-@dataclass(frozen=True)
-class HeadlineCell:
-    median: float
-    n: int
-    metric: str
-    diff: float = math.nan
-    ci_low: float = math.nan
-    ci_high: float = math.nan
-    cliffs_delta: float = math.nan
-    p_holm: float = math.nan
-    significant: bool = False
-    best: bool = False
-
-    @property
-    def text(self) -> str:
-        return format_value(self.median, base_metric(self.metric)) + ("*" if self.significant
-                                                                       else "")
-
-    @property
-    def effect(self) -> str:
-        """``+3.1 [+1.2, +5.0]``: the difference from the baseline and its interval."""
-        if math.isnan(self.diff):
-            return ""
-        metric = base_metric(self.metric)
-        percent = metric in PERCENT_METRICS
-
-        def num(x: float) -> str:
-            return "–" if math.isnan(x) else f"{100 * x:+.1f}" if percent else f"{x:+.3g}"
-        if math.isnan(self.ci_low):  # too few networks for an interval
-            return num(self.diff)
-        return f"{num(self.diff)} [{num(self.ci_low)}, {num(self.ci_high)}]"
-
-
-@dataclass
-class Headline:
-    dataset: str
-    model: str
-    baseline: str
-    methods: list[str]
-    columns: list[HeadlineColumn]
-    cells: dict[tuple[str, int], HeadlineCell] = field(default_factory=dict)
-    n: dict[str, int] = field(default_factory=dict)  # networks per method
-    missing: list[str] = field(default_factory=list)  # "method: not attacked under X"
-
-    @property
-    def title(self) -> str:
-        return f"{self.dataset} / {self.model}"
-
-    def cell(self, method: str, j: int) -> HeadlineCell | None:
-        return self.cells.get((method, j))
-
-
 def dataset_family_of(dataset: str) -> str | None:
     """``grey`` or ``colour`` for a registered dataset, None for another."""
-    from ..data import DATASETS, dataset_info
-    from ..perturbations import dataset_family
-
     if dataset not in DATASETS:
         return None
     try:
@@ -164,7 +58,7 @@ def column_choices(summary: pd.DataFrame) -> tuple[list[HeadlineColumn], dict[st
     perturbations = sorted(set(summary["perturbation"]), key=perturbation_rank)
     for p in perturbations:
         rows = summary[summary["perturbation"] == p]
-        metric = headline_metric(p)
+        metric = main_metric(p)
         points = rows[rows["metric"] == metric]
         # A family sweeping several params (one curve per corruption) gets no default
         # column: its columns are named with the param, and its own table sums it up.

@@ -9,20 +9,19 @@ No external CSS or JavaScript; every piece of text goes through :func:`html.esca
 from __future__ import annotations
 
 import base64
-import html
-import json
 import math
-from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from ..perturbations import family_title
-from .export import footer
-from .headline import Headline
-from .tables import Table, format_number, setting_label
-
-if TYPE_CHECKING:
-    from .build import Report
+from .formatting import family_title, format_number, units_note
+from .html_parts import (
+    bullets,
+    comparisons_section,
+    esc,
+    html_table,
+    methods_section,
+    provenance_section,
+    settings_section,
+)
+from .model import Headline, PlotFile, Report, Table
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; color: #222; max-width: 84em;
@@ -49,30 +48,9 @@ figure.curve { display: inline-block; width: 48%; min-width: 28em; vertical-alig
 """
 
 
-def esc(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(x: object, digits: int = 4) -> str:
-    try:
-        value = float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return esc(x)
-    return "–" if math.isnan(value) else esc(f"{value:.{digits}g}")
-
-
-def _rows(header: Iterable[str], rows: Iterable[Iterable[str]], name_cols: int = 1) -> str:
-    """A table from already escaped cells; the first ``name_cols`` columns align left."""
-    head = "".join(f'<th class="name">{h}</th>' if i < name_cols else f"<th>{h}</th>"
-                   for i, h in enumerate(header))
-    body = "".join(
-        "<tr>" + "".join(f'<td class="name">{c}</td>' if i < name_cols else f"<td>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>\n"
-        for row in rows)
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
-
-
-def headline_table(table: Table) -> str:
+def table_html(table: Table) -> str:
+    """An every-setting (or declared summary) table: ``median [q25–q75]`` cells, tooltips
+    with n and the Holm p."""
     head = '<th class="name">method</th>' + "".join(
         f"<th>{esc(c.label)}<br><small>{esc(c.unit)}</small></th>" for c in table.columns)
     body = []
@@ -144,29 +122,13 @@ def _question(report: Report) -> str:
             f"{esc(nets)}.</p>\n")
 
 
-def _methods(report: Report) -> str:
-    rows = []
-    for name in report.methods:
-        cfg = report.method_configs.get(name)
-        if cfg is None:
-            rows.append([esc(name), "–", "–"])
-            continue
-        options = ", ".join(f"{k}={v}" for k, v in cfg.loss_options) or "–"
-        train = ", ".join(f"{k}={v}" for k, v in cfg.train)
-        rows.append([esc(name), esc(options), esc(f"parseval={cfg.parseval}, {train}")])
-    return ('<p class="note">A method is a whole training configuration (resolved, defaults '
-            "filled in): runs that differ in anything but the seed are different methods, "
-            "named by what differs from rbg's defaults.</p>\n"
-            + _rows(["method", "loss options", "training"], rows))
-
-
-def _figures(plots: list, kind: str, cls: str = "") -> str:
+def _figures(plots: list[PlotFile], kind: str, cls: str = "") -> str:
     out = []
     for plot in plots:
         if plot.kind != kind:
             continue
         data = base64.b64encode(plot.png_bytes).decode("ascii")
-        caption = plot.caption or f"{plot.dataset} / {plot.model}: {plot.perturbation}"
+        caption = plot.caption
         svg = f"plots/{plot.svg.name}"
         attr = f' class="{cls}"' if cls else ""
         out.append(f'<figure{attr}><img src="data:image/png;base64,{data}" '
@@ -176,90 +138,13 @@ def _figures(plots: list, kind: str, cls: str = "") -> str:
 
 
 def _smoothness(report: Report) -> str:
-    for folder in (report.runs_root, report.runs_root / "smoothness", report.out_dir,
-                   report.out_dir / "smoothness"):
-        path = folder / "smoothness.png"
-        if path.is_file():
-            data = base64.b64encode(path.read_bytes()).decode("ascii")
-            return ('<section id="smoothness">\n<h2>Smoothness of the representations</h2>\n'
-                    f'<figure><img src="data:image/png;base64,{data}" alt="smoothness">'
-                    f"<figcaption>{esc(path)} (rbg smoothness)</figcaption></figure>\n"
-                    "</section>\n")
-    return ""
-
-
-def _list(items: list[str], cls: str = "") -> str:
-    attr = f' class="{cls}"' if cls else ""
-    return f"<ul{attr}>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>\n"
-
-
-def _comparisons(report: Report) -> str:
-    df = report.comparisons
-    if df.empty:
-        return '<p class="note">No comparisons (see the notes above).</p>\n'
-    intro = ('<p class="note">n: networks (runs) of the method and of the baseline; every '
-             "test is on per-run values. p: two-sided Mann–Whitney, exact (every split of "
-             "the runs enumerated) unless marked; Holm over every row. CI: 95% cluster "
-             "bootstrap of the difference of medians (runs resampled). HL: Hodges–Lehmann "
-             "shift.</p>\n")
-    header = ["dataset", "model", "setting", "metric", "method", "n", "median",
-              f"median {esc(report.baseline)}", "Δ median", "95% CI", "Cliff's δ", "HL",
-              "U", "p", "Holm p", "sig."]
-    rows = ([esc(r.dataset), esc(r.model),
-             esc(setting_label(r.perturbation, r.param, r.param_value, r.variant)),
-             esc(r.metric),
-             esc(r.method), esc(f"{r.n} vs {r.n_baseline}"), _num(r.median),
-             _num(r.median_baseline), _num(r.diff_median),
-             f"[{_num(r.ci_low)}, {_num(r.ci_high)}]", _num(r.cliffs_delta, 2),
-             _num(r.hodges_lehmann), _num(r.u_statistic),
-             _num(r.p_value, 3) + ("" if r.exact else " (approx.)"),
-             _num(r.p_holm, 3), "*" if r.significant else ""]
-            for r in df.itertuples(index=False))
-    return intro + '<div class="scroll">' + _rows(header, rows, name_cols=5) + "</div>"
-
-
-def _provenance(report: Report) -> str:
-    rows, details = [], []
-    for info in report.runs:
-        record = info.record or {}
-        train = record.get("train", {})
-        versions = ", ".join(f"{k} {v}" for k, v in sorted(record.get("versions", {}).items()))
-        options = train.get("loss_options") or {}
-        rows.append([esc(info.run), esc(info.method or "–"), esc(info.seed), esc(info.status),
-                     esc(train.get("dataset", "–")), esc(train.get("model", "–")),
-                     esc(train.get("loss", "–")),
-                     esc(", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "–"),
-                     esc(train.get("epochs", "–")), esc(info.rows), esc(versions or "–"),
-                     esc(record.get("git_commit") or "–")])
-        if record:
-            text = json.dumps(record, indent=2, sort_keys=True, default=str)
-            details.append(f"<details><summary>{esc(info.run)}</summary>"
-                           f"<pre>{esc(text)}</pre></details>\n")
-    commits = Counter(str((i.record or {}).get("git_commit") or "unknown") for i in report.runs)
-    summary = "; ".join(f"{c} ({k} run{'s' if k > 1 else ''})" for c, k in commits.most_common())
-    header = ["run", "method", "seed", "status", "dataset", "model", "loss", "loss options",
-              "epochs", "result rows", "versions", "git commit"]
-    return (f'<p class="note">Commits: {esc(summary)}</p>\n' + _rows(header, rows)
-            + "<h3>Configurations</h3>\n" + "".join(details))
-
-
-def _attack_settings(report: Report) -> str:
-    """Every settings fingerprint in the results: its family, runs and settings."""
-    used = report.results.groupby("settings", sort=True)
-    header = ["fingerprint", "perturbation", "variant", "runs", "settings"]
-    rows = []
-    for fp, group in used:
-        settings = report.settings.get(fp)
-        if settings is None:
-            text = "not recorded (computed before rbg recorded settings)" if fp == "" else "unknown"
-        else:
-            text = "; ".join(f"{k}={json.dumps(v)}" for k, v in sorted(settings.items()))
-        variants = ", ".join(sorted(set(group["variant"]) - {""})) or "–"
-        rows.append([esc(fp or "–"), esc(", ".join(sorted(set(group["perturbation"])))),
-                     esc(variants), esc(group["run"].nunique()), esc(text)])
-    return ('<p class="note">Every result carries the fingerprint of the settings that '
-            "produced it; results of different settings are never pooled.</p>\n"
-            + _rows(header, rows, name_cols=3))
+    if report.smoothness is None:
+        return ""
+    data = base64.b64encode(report.smoothness.png_bytes).decode("ascii")
+    return ('<section id="smoothness">\n<h2>Smoothness of the representations</h2>\n'
+            f'<figure><img src="data:image/png;base64,{data}" alt="smoothness">'
+            f"<figcaption>{esc(report.smoothness.path)} (rbg smoothness)</figcaption>"
+            "</figure>\n</section>\n")
 
 
 def render_html(report: Report) -> str:
@@ -274,18 +159,18 @@ def render_html(report: Report) -> str:
     ]
     if report.warnings:
         parts += ['<section id="warnings">\n<h2>Warnings</h2>\n',
-                  _list(report.warnings, "warn"), "</section>\n"]
+                  bullets(report.warnings, "warn"), "</section>\n"]
     if report.notes:
-        parts += ['<section id="notes">\n<h2>Notes</h2>\n', _list(report.notes), "</section>\n"]
+        parts += ['<section id="notes">\n<h2>Notes</h2>\n', bullets(report.notes), "</section>\n"]
     failed = report.failed_runs
     if failed:
         parts += ['<section id="failed">\n<h2>Failed runs</h2>\n',
-                  _rows(["run", "method", "seed", "message"],
+                  html_table(["run", "method", "seed", "message"],
                         ([esc(r.run), esc(r.method), esc(r.seed), esc(r.message or "–")]
                          for r in failed)),
                   "</section>\n"]
     parts.append('<section id="headline">\n<h2>Headline</h2>\n'
-                 f'<p class="note">{esc(footer(report))} Bold: best per column. Hover a cell '
+                 f'<p class="note">{esc(report.footer)} Bold: best per column. Hover a cell '
                  "for Cliff's delta and the Holm p.</p>\n")
     for head in report.headlines:
         parts += [f"<h3>{esc(head.title)}</h3>\n", headline_html(head)]
@@ -297,17 +182,18 @@ def render_html(report: Report) -> str:
               _figures(report.plots, "box"), "</section>\n", _smoothness(report),
               '<section id="tables">\n<h2>Every setting</h2>\n'
               '<p class="note">Cells: median [q25–q75] over networks (each network\'s draws '
-              f"averaged first); accuracies in percent, DeepFool in L2. Bold: best per column. "
+              f"averaged first); {esc(units_note())}. Bold: best per column. "
               f"*: differs from {esc(report.baseline)} (Mann–Whitney on per-run values, Holm "
               f"p &lt; {format_number(report.alpha)}). The pooled draws are in summary.csv "
               "(draws_* columns), for description only.</p>\n"]
     for table in report.tables:
-        parts += [f"<h3>{esc(table.title)}</h3>\n", headline_table(table)]
+        parts += [f"<h3>{esc(table.title)}</h3>\n", table_html(table)]
     parts += ["</section>\n<section id=\"comparisons\">\n",
-              f"<h2>Comparisons with {esc(report.baseline)}</h2>\n", _comparisons(report),
-              "</section>\n<section id=\"methods\">\n<h2>Methods</h2>\n", _methods(report),
+              f"<h2>Comparisons with {esc(report.baseline)}</h2>\n", comparisons_section(report),
+              "</section>\n<section id=\"methods\">\n<h2>Methods</h2>\n", methods_section(report),
               "</section>\n<section id=\"settings\">\n<h2>Settings</h2>\n",
-              _attack_settings(report),
-              "</section>\n<section id=\"provenance\">\n<h2>Runs</h2>\n", _provenance(report),
+              settings_section(report),
+              "</section>\n<section id=\"provenance\">\n<h2>Runs</h2>\n",
+              provenance_section(report),
               "</section>\n</body>\n</html>\n"]
     return "".join(parts)

@@ -1,43 +1,47 @@
-"""Figures fit for a paper: curves over strength, box plots of the headline settings.
+"""Draws the report's figure specs (:mod:`.figures`) fit for a paper and writes them.
 
-* **Curves** (:func:`curve_figure`): one figure per (dataset, model, perturbation) with a
-  strength axis; x = the strength (the stronger perturbation to the right), y = the
-  family's headline metric; one line per method (median over networks) with its
+* **Curves** (:func:`curve_figure`): x = the strength (the stronger perturbation to the
+  right), y = the family's main metric; one line per method (median over networks) with its
   interquartile band over networks, every network as a dot, the baseline drawn black and
-  dashed. DeepFool's per-image distances give a robust-accuracy-vs-ε curve the same way.
+  dashed.
+* **Per-image figures** a family declares: :func:`threshold_figure` (DeepFool's robust
+  accuracy against ε) and :func:`grouped_figure` (curvature against noise survival).
 * **Boxes** (:func:`box_figure`, in the style of Lassance et al., Figs. 4–6): one figure per
   dataset/model, one panel per headline setting; a box describes the pooled draws of a
   method (every noise draw of every network; descriptive only) and each dot is one network.
 
 Methods keep one colour everywhere; axes are shared across methods within a panel; ``n``
-(networks) is in each legend; labels are human (``Gaussian noise, SNR -5 dB``). Each figure
-is written as PNG (150 dpi) and SVG under ``plots/``. matplotlib is imported lazily and only
-its Agg canvas is used (no pyplot, no global backend change).
+(networks) is in each legend. Each figure is written as PNG (150 dpi) and SVG under
+``plots/``. matplotlib is imported lazily and only its Agg canvas is used (no pyplot, no
+global backend change).
 """
 
 from __future__ import annotations
 
 import io
 import math
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from ..io import atomic_write
-from ..perturbations import PERTURBATIONS, family_class, family_title
-from .aggregate import perturbation_rank, select_rows
-from .tables import PERCENT_METRICS, headline_metric
+from ..rundir.atomic import atomic_write
+from .aggregate import select_rows
+from .formatting import metric_axis, percent_scale
+from .model import (
+    BoxFigure,
+    CurveFigure,
+    FigureSpec,
+    GroupedFigure,
+    PlotFile,
+    Report,
+    ThresholdFigure,
+)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only (matplotlib is imported where a figure is drawn)
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from .build import Report
-    from .headline import Headline
 
 DPI = 150
 # Colour-blind-safe palette (Okabe–Ito) without black (the baseline's), cycled.
@@ -45,20 +49,6 @@ PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9
                             "#D55E00", "#F0E442")
 BASELINE_COLOUR = "#000000"
 PANEL_COLUMNS = 4
-
-
-@dataclass(frozen=True)
-class PlotFile:
-    """One written figure: its subject, kind (curve | box), file paths and PNG bytes."""
-
-    dataset: str
-    model: str
-    perturbation: str
-    png: Path
-    svg: Path
-    png_bytes: bytes
-    kind: str = "curve"
-    caption: str = ""
 
 
 def method_colors(methods: list[str], baseline: str | None = None) -> dict[str, str]:
@@ -69,28 +59,6 @@ def method_colors(methods: list[str], baseline: str | None = None) -> dict[str, 
     if baseline in methods:
         colours[baseline] = BASELINE_COLOUR
     return colours
-
-
-def metric_axis(metric: str) -> str:
-    if metric in PERCENT_METRICS:
-        return f"{metric.replace('_', ' ')} (%)"
-    if metric == "mean_l2":
-        return "DeepFool L2 distance (mean over images)"
-    return metric.replace("_", " ")
-
-
-def _scale(metric: str) -> float:
-    return 100.0 if metric in PERCENT_METRICS else 1.0
-
-
-def _strength(perturbation: str, param: str):  # noqa: ANN202
-    from ..perturbations.base import Strength
-
-    if perturbation in PERTURBATIONS:
-        s = family_class(perturbation).strengths.get(param)
-        if s is not None:
-            return s
-    return Strength(param)
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -168,7 +136,7 @@ def box_figure(results: pd.DataFrame, runs: pd.DataFrame, panels: list[tuple[str
     for ax, (label, selector) in zip(axes.flat, panels, strict=False):
         draws, nets = select_rows(results, selector), select_rows(runs, selector)
         metric = str(selector["metric"])
-        scale = _scale(metric)
+        scale = percent_scale(metric)
         shown = [m for m in methods if (draws["method"] == m).any()]
         positions = {m: len(shown) - k for k, m in enumerate(shown)}
         if shown:
@@ -204,10 +172,6 @@ def box_figure(results: pd.DataFrame, runs: pd.DataFrame, panels: list[tuple[str
     return fig
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("_") or "x"
-
-
 def _save(fig: Figure, plot_dir: Path, stem: str) -> tuple[Path, Path, bytes]:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
@@ -218,164 +182,70 @@ def _save(fig: Figure, plot_dir: Path, stem: str) -> tuple[Path, Path, bytes]:
     return png, svg, png_bytes
 
 
-def write_plots(report: Report, out_dir: Path) -> list[PlotFile]:
-    """Draw and write every curve and box figure of ``report`` under ``out_dir/plots``.
+def threshold_figure(spec: ThresholdFigure, colors: dict[str, str], baseline: str) -> Figure:
+    """Lines: the median over networks at each x; bands: the range over networks (60
+    points per network would crowd dots)."""
+    fig = _new_figure(6.4, 4.2)
+    ax = fig.subplots()
+    for m in spec.methods:
+        if m in spec.values:
+            y = spec.values[m]
+            ax.plot(spec.grid, np.median(y, axis=0), color=colors[m],
+                    lw=2.2 if m == baseline else 1.6, ls="--" if m == baseline else "-",
+                    label=f"{m} (n={y.shape[0]})" + (" — baseline" if m == baseline else ""))
+            ax.fill_between(spec.grid, y.min(axis=0), y.max(axis=0), color=colors[m],
+                            alpha=0.15, lw=0)
+    _finish_curve(fig, ax, spec.title, spec.xlabel, spec.ylabel)
+    return fig
 
-    Files: ``{dataset}-{model}-{perturbation}[-{param}].png|svg`` (curves),
-    ``{dataset}-{model}-deepfool-robust-accuracy``, ``{dataset}-{model}-curvature-survival``
-    and ``{dataset}-{model}-headline-boxes``.
-    """
+
+def grouped_figure(spec: GroupedFigure, colors: dict[str, str], baseline: str) -> Figure:
+    """One line per network through its groups; the legend gives each method's networks and
+    the median of their statistic."""
+    fig = _new_figure(6.4, 4.2)
+    ax = fig.subplots()
+    for m in spec.methods:
+        for i, (groups, _stat) in enumerate(spec.lines.get(m, [])):
+            stats = [s for _g, s in spec.lines[m] if not math.isnan(s)]
+            label = None
+            if i == 0:
+                median = f"{float(np.median(stats)):+.2f}" if stats else "n/a"
+                label = (f"{m} (n={len(spec.lines[m])}, median {spec.statistic} {median})"
+                         + (" — baseline" if m == baseline else ""))
+            ax.plot(groups[spec.x], groups[spec.y], marker="o", ms=3, color=colors[m],
+                    lw=1.6 if m == baseline else 1.1, ls="--" if m == baseline else "-",
+                    alpha=0.8, label=label)
+    if spec.log_y and all(float(g[spec.y].min()) > 0 for ls in spec.lines.values()
+                          for g, _s in ls):
+        ax.set_yscale("log")
+    _finish_curve(fig, ax, spec.title, spec.xlabel, spec.ylabel)
+    return fig
+
+
+def draw(spec: FigureSpec, report: Report, colors: dict[str, str]) -> Figure:
+    """The matplotlib Figure of one spec."""
+    if isinstance(spec, CurveFigure):
+        return curve_figure(spec.data, spec.title, spec.xlabel, spec.ylabel, spec.stronger,
+                            spec.methods, colors, report.baseline, spec.scale)
+    if isinstance(spec, BoxFigure):
+        return box_figure(report.results, report.networks, spec.panels, spec.title,
+                          spec.methods, colors)
+    if isinstance(spec, ThresholdFigure):
+        return threshold_figure(spec, colors, report.baseline)
+    if isinstance(spec, GroupedFigure):
+        return grouped_figure(spec, colors, report.baseline)
+    raise TypeError(f"no drawing for {type(spec).__name__}")
+
+
+def write_plots(report: Report, out_dir: Path) -> list[PlotFile]:
+    """Draw and write every figure of ``report`` (``report.figures``) under
+    ``out_dir/plots`` as ``{stem}.png|svg``."""
     plot_dir = Path(out_dir) / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     colors = method_colors(report.methods, report.baseline)
-    runs = report.networks
-    results = report.results
-    written: list[PlotFile] = []
-    for (dataset, model), dm in runs.groupby(["dataset", "model"], sort=True):
-        here = [m for m in report.methods if m in set(dm["method"])]
-        for (p, param, variant), group in sorted(
-                dm.groupby(["perturbation", "param", "variant"], sort=False),
-                key=lambda kv: (perturbation_rank(str(kv[0][0])), str(kv[0][1]),
-                                str(kv[0][2]))):
-            metric = headline_metric(str(p))
-            data = group[(group["metric"] == metric) & group["param_value"].notna()]
-            if str(param) == "none" or data["param_value"].nunique() < 2:
-                continue
-            strength = _strength(str(p), str(param))
-            name = family_title(str(p)) + (f" [{variant}]" if variant else "")
-            fig = curve_figure(data, f"{dataset} / {model}: {name}",
-                               strength.axis_label,
-                               metric_axis(metric), strength.stronger, here, colors,
-                               report.baseline, _scale(metric))
-            stem = _slug(f"{dataset}-{model}-{p}-{param}"
-                         + (f"-{data['settings'].iloc[0]}" if variant and "settings" in data
-                            else (f"-{_slug(str(variant))}" if variant else "")))
-            png, svg, png_bytes = _save(fig, plot_dir, stem)
-            written.append(PlotFile(str(dataset), str(model), name, png, svg, png_bytes,
-                                    "curve", f"{dataset} / {model}: {name}, "
-                                    f"{metric_axis(metric)} over {strength.axis_label}"))
-        here_results = results[(results["dataset"] == dataset) & (results["model"] == model)]
-        for draw, suffix, name, caption in PER_IMAGE_FIGURES:
-            fig = draw(here_results, here, colors, report.baseline, f"{dataset} / {model}")
-            if fig is not None:
-                png, svg, png_bytes = _save(fig, plot_dir, _slug(f"{dataset}-{model}-{suffix}"))
-                written.append(PlotFile(str(dataset), str(model), name, png, svg, png_bytes,
-                                        "curve", f"{dataset} / {model}: {caption}"))
-        head = next((h for h in report.headlines
-                     if (h.dataset, h.model) == (str(dataset), str(model))), None)
-        if head is not None:
-            fig = _headline_boxes(results, dm, head, here, colors)
-            if fig is not None:
-                png, svg, png_bytes = _save(fig, plot_dir,
-                                            _slug(f"{dataset}-{model}-headline-boxes"))
-                written.append(PlotFile(str(dataset), str(model), "headline settings", png,
-                                        svg, png_bytes, "box",
-                                        f"{dataset} / {model}: the headline settings"))
+    written = []
+    for spec in report.figures:
+        png, svg, png_bytes = _save(draw(spec, report, colors), plot_dir, spec.stem)
+        written.append(PlotFile(spec.dataset, spec.model, spec.name, png, svg, png_bytes,
+                                spec.kind, spec.caption))
     return written
-
-
-def _headline_boxes(results: pd.DataFrame, runs: pd.DataFrame, head: Headline,
-                    methods: list[str], colors: dict[str, str]) -> Figure | None:
-    panels = []
-    for col in head.columns:
-        if col.is_area:
-            continue
-        panels.append((col.label, {"dataset": head.dataset, "model": head.model,
-                                   "perturbation": col.perturbation, "param": col.param,
-                                   "param_value": col.param_value, "variant": col.variant,
-                                   "metric": col.metric}))
-    if not panels:
-        return None
-    return box_figure(results, runs, panels, f"{head.dataset} / {head.model}", methods,
-                      colors)
-
-
-def _deepfool_curve(results: pd.DataFrame, methods: list[str], colors: dict[str, str],
-                    baseline: str, title: str) -> Figure | None:
-    """Robust accuracy at each L2 distance ε from DeepFool's per-image distances (an image
-    counts as robust at ε while its minimal adversarial distance exceeds ε)."""
-    try:
-        from ..per_image import read_per_image
-    except ImportError:  # pragma: no cover - older layout
-        return None
-    cells = results[(results["perturbation"] == "deepfool") & (results["param_value"] == 2.0)]
-    cells = cells[["method", "run_path", "param", "param_value", "settings"]].drop_duplicates()
-    distances: dict[str, list[np.ndarray]] = {}
-    for r in cells.itertuples(index=False):
-        table = read_per_image(Path(r.run_path), "deepfool", str(r.param), float(r.param_value),
-                               str(r.settings))
-        if table is not None and len(table):
-            distances.setdefault(r.method, []).append(
-                table["distance"].to_numpy(dtype="float64"))
-    if not distances:
-        return None
-    finite = np.concatenate([d[np.isfinite(d)] for ds in distances.values() for d in ds])
-    top = float(np.quantile(finite, 0.99)) if finite.size else 1.0
-    grid = np.linspace(0.0, max(top, 1e-6) * 1.05, 60)
-    y_of = {m: np.array([[100.0 * float(np.mean(d > e)) for e in grid] for d in ds])
-            for m, ds in distances.items()}
-    fig = _new_figure(6.4, 4.2)
-    ax = fig.subplots()
-    for m in methods:  # lines only (60 points per network would crowd dots)
-        if m in y_of:
-            y = y_of[m]
-            ax.plot(grid, np.median(y, axis=0), color=colors[m], lw=2.2 if m == baseline
-                    else 1.6, ls="--" if m == baseline else "-",
-                    label=f"{m} (n={y.shape[0]})" + (" — baseline" if m == baseline else ""))
-            ax.fill_between(grid, y.min(axis=0), y.max(axis=0), color=colors[m], alpha=0.15,
-                            lw=0)
-    _finish_curve(fig, ax, f"{title}: DeepFool (L2), band: range over networks",
-                  "L2 distance ε (stronger →)", "robust accuracy (%)")
-    return fig
-
-
-def _curvature_survival(results: pd.DataFrame, methods: list[str], colors: dict[str, str],
-                        baseline: str, title: str) -> Figure | None:
-    """The noise paper's figure: per network, the mean κ of the images grouped by how many
-    noisy copies they survived, against that count (one line per network; the legend gives
-    the median Pearson r of each method's networks)."""
-    from ..per_image import read_per_image
-    from ..perturbations.curvature import group_correlation
-
-    cells = results[(results["perturbation"] == "curvature")
-                    & (results["metric"] == "kappa_median")]
-    cells = cells[["method", "run_path", "param", "param_value", "settings"]].drop_duplicates()
-    lines: dict[str, list[tuple[pd.DataFrame, float]]] = {}
-    for r in cells.itertuples(index=False):
-        table = read_per_image(Path(r.run_path), "curvature", str(r.param),
-                               float(r.param_value), str(r.settings), ("kappa", "survived"))
-        if table is not None and table["survived"].nunique() > 1:  # (noise_draws=0: none)
-            # r as results.csv has it (the same function, on the same per-image values)
-            pearson, groups = group_correlation(table["survived"].to_numpy(),
-                                                table["kappa"].to_numpy(dtype="float64"))
-            lines.setdefault(r.method, []).append((groups, pearson))
-    if not lines:
-        return None
-    fig = _new_figure(6.4, 4.2)
-    ax = fig.subplots()
-    for m in methods:
-        for i, (groups, _r) in enumerate(lines.get(m, [])):
-            rs = [r for _g, r in lines[m] if not math.isnan(r)]
-            label = None
-            if i == 0:
-                median = f"{float(np.median(rs)):+.2f}" if rs else "n/a"
-                label = (f"{m} (n={len(lines[m])}, median r {median})"
-                         + (" — baseline" if m == baseline else ""))
-            ax.plot(groups["survived"], groups["kappa"], marker="o", ms=3, color=colors[m],
-                    lw=1.6 if m == baseline else 1.1, ls="--" if m == baseline else "-",
-                    alpha=0.8, label=label)
-    if all(float(g["kappa"].min()) > 0 for ls in lines.values() for g, _r in ls):
-        ax.set_yscale("log")
-    _finish_curve(fig, ax, f"{title}: input curvature against noise survival",
-                  "noisy copies classified correctly", "mean κ of the group")
-    return fig
-
-
-# The figures drawn from per-image side files: (drawing, file suffix, name, caption).
-PER_IMAGE_FIGURES = (
-    (_deepfool_curve, "deepfool-robust-accuracy", "DeepFool",
-     "robust accuracy against the DeepFool L2 distance (from its per-image distances)"),
-    (_curvature_survival, "curvature-survival", "Input curvature",
-     "mean input curvature of the images grouped by the noisy copies they survive, and the "
-     "Pearson r per network"),
-)

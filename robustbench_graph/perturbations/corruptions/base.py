@@ -8,7 +8,12 @@ from typing import ClassVar
 
 from ...config import ImageSubset, stable_seed
 from ...settings import to_json
-from ..base import Cell, Draw, Perturbation, Strength, require
+from ..cell import Cell
+from ..checks import require
+from ..context import Draw
+from ..family import Perturbation
+from ..metrics import Strength
+from ..report_extras import ErrorSummary
 
 SEVERITIES = (1, 2, 3, 4, 5)
 MAX_SEVERITY = 5
@@ -38,6 +43,9 @@ class CorruptionFamily(Perturbation):
     sweep = "severity"
     repeats_setting = "draws"
     headline_setting = {"grey": 3.0, "colour": 3.0}
+    # The mean error over severities 1-5 per corruption, their mean and the mCE (Hendrycks &
+    # Dietterich, ICLR 2019; relative to the report's baseline).
+    report_extras = (ErrorSummary("accuracy", 1.0, "corruptions", "severities", "mCE"),)
     names: ClassVar[tuple[str, ...]] = ()
 
     def cells(self, test_images: ImageSubset) -> list[Cell]:

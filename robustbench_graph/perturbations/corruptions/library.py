@@ -35,7 +35,9 @@ import torch.nn.functional as F
 
 from ...errors import RbgError
 from ...settings import setting
-from ..base import Draw, register_perturbation, require
+from ..checks import require
+from ..context import Draw
+from ..family import register_perturbation
 from .base import SEVERITIES, CorruptionFamily, check_choice, severity_strengths
 
 EXTRA_MESSAGE = ("the corruptions perturbation needs the optional extra: pip install "

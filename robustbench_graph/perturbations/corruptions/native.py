@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from ...config import stable_seed
 from ...settings import setting
-from ..base import Draw, register_perturbation
+from ..context import Draw
+from ..family import register_perturbation
 from .base import SEVERITIES, CorruptionFamily, check_choice, severity_strengths
 
 REFERENCE = 28  # pixel sizes below are those of a 28 px image

@@ -38,16 +38,12 @@ import torch
 
 from ...config import SUBSET_RULES, ImageSubset
 from ...settings import setting
-from ..base import (
-    Cell,
-    EvalContext,
-    Measurement,
-    Metric,
-    Perturbation,
-    conventional_median,
-    register_perturbation,
-    require,
-)
+from ..cell import Cell
+from ..checks import require
+from ..context import EvalContext, Measurement
+from ..family import Perturbation, register_perturbation
+from ..metrics import Metric, conventional_median
+from ..report_extras import CellFilter, MetricLabel, PerImageFigure, ThresholdCurve
 from .native import deepfool
 
 NORM_VALUES = {"l2": 2.0, "linf": float("inf")}
@@ -129,6 +125,16 @@ class DeepFool(Perturbation):
                percent=True),
         Metric("mean_l2_per_dim", "higher", "LapNet's metric: L2 / D, misclassified "
                 "images counting 0"),
+    )
+    report_extras = (
+        MetricLabel("mean_l2", unit="L2", axis="DeepFool L2 distance (mean over images)"),
+        MetricLabel("median_l2", unit="L2"),
+        # Robust accuracy at ε: an image counts while its minimal distance exceeds ε.
+        PerImageFigure(
+            "deepfool-robust-accuracy", "DeepFool", "DeepFool (L2), band: range over networks",
+            "robust accuracy against the DeepFool L2 distance (from its per-image distances)",
+            ThresholdCurve("distance", "L2 distance ε (stronger →)", "robust accuracy (%)"),
+            CellFilter(param="norm", param_value=NORM_VALUES["l2"])),
     )
 
     def sweep_param(self, field: str) -> str:

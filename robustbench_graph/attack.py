@@ -5,8 +5,8 @@ A cell already in ``results.csv`` under the same settings fingerprint is reused;
 settings it is refused (naming what differs) unless ``overwrite``, which recomputes it. Each
 finished cell is written under a per-run file lock: its settings into ``attack.json``, then
 its per-image values where the family keeps any (DeepFool's minimal distances,
-``per_image/``, :mod:`robustbench_graph.per_image`), then its rows into ``results.csv`` in one
-atomic write that replaces any earlier rows of the cell.
+``per_image/``, :mod:`robustbench_graph.rundir.per_image`), then its rows into
+``results.csv`` in one atomic write that replaces any earlier rows of the cell.
 An interrupted attack loses at most the cell in flight and never an earlier result; two
 processes on the same runs never corrupt or duplicate results. The core never prints;
 progress goes to ``on_event``: each cell's start, its batches as they finish (``progress``,
@@ -28,19 +28,10 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .attack_record import (
-    note_cell,
-    read_attack_record,
-    recorded_rows,
-    settings_difference,
-    settings_of,
-)
 from .config import AttackConfig, ImageSubset
 from .data import ImageData, load_dataset
 from .device import eval_batch_size
 from .errors import RbgError
-from .io import clean_stale_temp_files
-from .per_image import per_image_path, write_per_image
 from .perturbations import (
     Cell,
     EvalContext,
@@ -49,9 +40,24 @@ from .perturbations import (
     dataset_family,
     suite_names,
 )
-from .records import COLUMNS, cell_fingerprints, read_results, repair, replace_cell, write_results
-from .rundir import RESULTS, find_runs
-from .runs import LoadedRun, load_run
+from .rundir.atomic import clean_stale_temp_files
+from .rundir.attack_record import (
+    note_cell,
+    read_attack_record,
+    recorded_rows,
+    settings_difference,
+    settings_of,
+)
+from .rundir.folder import RESULTS, find_runs
+from .rundir.per_image import per_image_path, write_per_image
+from .rundir.results import (
+    cell_fingerprints,
+    read_results,
+    repair,
+    replace_cell,
+    write_results,
+)
+from .rundir.runs import LoadedRun, load_run
 
 LOCK = ".rbg.lock"
 
@@ -267,14 +273,4 @@ def attack_run(
     return report
 
 
-def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """One line per (perturbation, param, param_value, metric): the mean over repeats."""
-    if table.empty:
-        return table
-    keys = ["perturbation", "param", "param_value", "metric"]
-    out = table.groupby(keys, sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
-    return out[[*keys, "mean", "std", "count"]]
-
-
-__all__ = ["COLUMNS", "CellEvent", "RunReport", "TestSplits", "attack_run", "plan_cells",
-           "resolve_runs", "summarize"]
+__all__ = ["CellEvent", "RunReport", "TestSplits", "attack_run", "plan_cells", "resolve_runs"]

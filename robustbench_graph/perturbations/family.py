@@ -21,243 +21,35 @@ check that only declared metrics come back. A family writes only its step: ``per
 inputs), ``perturbed_model`` (the network) or, for attacks with their own metrics,
 ``evaluate``.
 
-A :class:`Cell` is plain data, a unit of work with a run folder; its ``fingerprint`` names its
-full settings, so a cached result is reused only under the same settings.
+Around it: :mod:`.cell` (a unit of work), :mod:`.context` (what a family measures with),
+:mod:`.metrics` (its declarations), :mod:`.checks` (settings checks) and
+:mod:`.dataset_families` (the ``grey``/``colour`` keys of presets).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, ClassVar, final
 
 import torch
 
-from ..config import ImageSubset, stable_seed
-from ..data import DatasetInfo, ImageData
-from ..errors import RbgError
+from ..config import ImageSubset
 from ..models import TappedModel
-from ..records import as_saved
 from ..registry import Registry
+from ..rundir.results import as_saved
 from ..settings import parse_settings, to_json
-
-FAMILIES = ("grey", "colour")
-
-
-def dataset_family(info: DatasetInfo) -> str:
-    """``grey`` for one-channel images (MNIST-like budgets), else ``colour`` (the papers')."""
-    return "grey" if info.input_shape[0] == 1 else "colour"
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A metric a family writes: ``better`` is ``higher``, ``lower`` or ``none`` (a diagnostic
-    of the perturbation itself, e.g. the realised SNR: described, never compared)."""
-
-    name: str
-    better: str
-    help: str
-    percent: bool = False
-
-    def __post_init__(self) -> None:
-        if self.better not in ("higher", "lower", "none"):
-            raise ValueError(f"metric {self.name}: better must be higher, lower or none")
-
-
-@dataclass(frozen=True)
-class Strength:
-    """A swept setting as a reader sees it: ``label`` and ``unit`` for axes and captions
-    (``SNR``, ``dB``), and which direction is the stronger perturbation (``stronger``:
-    ``lower`` or ``higher``; curves put the strongest on the right)."""
-
-    label: str
-    unit: str = ""
-    stronger: str = "higher"
-
-    def text(self, value: float) -> str:
-        unit = f" {self.unit}" if self.unit else ""
-        return f"{self.label} {value:g}{unit}".strip()
-
-    @property
-    def axis_label(self) -> str:
-        """``SNR (dB)``, ``bits``."""
-        if self.label and self.unit:
-            return f"{self.label} ({self.unit})"
-        return self.label or self.unit
-
-
-ACCURACY = Metric("accuracy", "higher", "fraction of the test images classified correctly",
-                  percent=True)
+from .cell import Cell
+from .context import Draw, EvalContext, Measurement
+from .dataset_families import FAMILIES
+from .metrics import ACCURACY, Metric, Strength
+from .report_extras import ReportExtra
 
 
 @dataclass(frozen=True)
 class NoSettings:
-    pass
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One setting of one family: ``param = param_value`` plus the family's other settings."""
-
-    perturbation: str
-    param: str
-    param_value: float
-    settings: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-    version: int = field(default=1, compare=False, hash=False)
-
-    @property
-    def key(self) -> tuple[str, str, float]:
-        return (self.perturbation, self.param, float(self.param_value))
-
-    @property
-    def label(self) -> str:
-        if self.param == "none":
-            return self.perturbation
-        return f"{self.perturbation} {self.param}={self.param_value:g}"
-
-    @functools.cached_property
-    def fingerprint(self) -> str:
-        """12 hex digits naming the family, its version and every setting of the cell."""
-        return settings_fingerprint(self.perturbation, self.version, self.settings)
-
-
-def settings_fingerprint(perturbation: str, version: int, settings: dict[str, Any]) -> str:
-    text = json.dumps({"perturbation": perturbation, "version": version,
-                       "settings": settings}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-@dataclass(frozen=True)
-class Measurement:
-    repeat: int
-    metric: str
-    value: float
-    n: int
-
-
-@dataclass
-class EvalContext:
-    """What a perturbation needs: the model (eval mode, [0, 1] inputs) and the test images."""
-
-    model: TappedModel
-    data: ImageData
-    device: torch.device
-    run: str
-    batch_size: int = 200
-    # Where each image of ``data`` is in the test split (``data`` may be a subset of it, e.g.
-    # under --samples); None: ``data`` is the whole split.
-    test_indices: torch.Tensor | None = None
-    # Per-image values a family keeps, by cell key: a table of robustbench_graph.per_image
-    # columns, written beside the results by the attack driver (keep_per_image).
-    kept: dict[tuple[str, str, float], Any] = field(default_factory=dict)
-    # Called with (units done, units in the cell) as a cell's batches finish (for progress).
-    progress: Callable[[int, int], None] | None = None
-    # The run folder, for a family that keeps resumable state of a cell being computed (e.g.
-    # AutoAttack's state file); None outside ``rbg attack``.
-    work_dir: Path | None = None
-    # The run's training split, loaded on the first call (cached by the attack command), for
-    # a family measured on training images (lipschitz); None outside ``rbg attack``.
-    train_data: Callable[[], ImageData] | None = None
-
-    def advance(self, done: int, total: int) -> None:
-        """Report ``done`` of ``total`` units (batches, over every repeat) of the cell."""
-        if self.progress is not None:
-            self.progress(done, total)
-
-    def keep_per_image(self, cell: Cell, table: Any) -> None:
-        """Keep a table of per-image values of ``cell`` (the columns of
-        :data:`robustbench_graph.per_image.KEY_COLUMNS`, then the family's values), written
-        beside its results."""
-        self.kept[cell.key] = table
-
-    def test_index(self, rows: torch.Tensor) -> torch.Tensor:
-        """The test-split indices of rows of ``data`` (for per-image files)."""
-        return rows if self.test_indices is None else self.test_indices[rows]
-
-    def n_batches(self, count: int | None = None) -> int:
-        return max(1, math.ceil((len(self.data) if count is None else count) / self.batch_size))
-
-    def seed(self, cell: Cell, repeat: int = 0) -> int:
-        """Stable seed of one repeat of one cell of one run."""
-        return stable_seed(self.run, cell.perturbation, cell.param, cell.param_value, repeat)
-
-    def generator(self, cell: Cell, repeat: int = 0) -> torch.Generator:
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(self.seed(cell, repeat))
-        return gen
-
-    @functools.cached_property
-    def images(self) -> torch.Tensor:
-        """All test images as [0, 1] floats on the device, converted once per context."""
-        return self.data.float().to(self.device, non_blocking=True)
-
-    @functools.cached_property
-    def labels(self) -> torch.Tensor:
-        return self.data.labels.to(self.device, non_blocking=True)
-
-    def batches(self, indices: torch.Tensor | None = None, batch_size: int | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """``(x, y)`` batches of [0, 1] images on the device (of ``indices`` when given)."""
-        for _rows, x, y in self.indexed_batches(indices, batch_size):
-            yield x, y
-
-    def indexed_batches(self, indices: torch.Tensor | None = None,
-                        batch_size: int | None = None
-                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """``(rows, x, y)``: :meth:`batches` with the rows of ``data`` each batch holds (a
-        CPU tensor; :meth:`test_index` turns them into test-split indices)."""
-        size = batch_size or self.batch_size
-        total = len(self.data) if indices is None else len(indices)
-        for start in range(0, total, size):
-            if indices is None:
-                rows = torch.arange(start, min(start + size, total))
-                at: Any = slice(start, start + size)
-            else:
-                rows = indices[start:start + size].cpu()
-                at = rows.to(self.device)
-            yield rows, self.images[at], self.labels[at]
-
-
-class Draw:
-    """One repeat of one cell: its generator, per-draw state and the values it records."""
-
-    def __init__(self, ctx: EvalContext, cell: Cell, repeat: int) -> None:
-        self.ctx, self.cell, self.repeat = ctx, cell, repeat
-        self.state: dict[str, Any] = {}
-        # The rows of ``ctx.data`` in the batch being perturbed (set by the base class).
-        self.rows: torch.Tensor | None = None
-        self._sums: dict[str, tuple[float, int]] = {}
-        self._values: dict[str, tuple[float, int]] = {}
-
-    @functools.cached_property
-    def generator(self) -> torch.Generator:
-        return self.ctx.generator(self.cell, self.repeat)
-
-    def test_indices(self) -> torch.Tensor:
-        """The test-split indices of the images in the batch being perturbed (CPU), for a
-        family that seeds each image by its index."""
-        if self.rows is None:
-            raise RuntimeError("test_indices() is only defined while a batch is perturbed")
-        return self.ctx.test_index(self.rows).cpu()
-
-    def record(self, metric: str, values: torch.Tensor) -> None:
-        """Add per-image ``values`` to ``metric``, whose measurement is their mean."""
-        s, c = self._sums.get(metric, (0.0, 0))
-        self._sums[metric] = (s + float(values.double().sum()), c + int(values.numel()))
-
-    def put(self, metric: str, value: float, n: int) -> None:
-        """Set ``metric`` of this repeat to one value describing ``n`` items."""
-        self._values[metric] = (float(value), int(n))
-
-    def measurements(self) -> list[Measurement]:
-        means = [Measurement(self.repeat, m, s / c, c) for m, (s, c) in self._sums.items() if c]
-        return means + [Measurement(self.repeat, m, v, n) for m, (v, n) in self._values.items()]
+    """The ``Settings`` of a family that has none."""
 
 
 class Perturbation:
@@ -290,6 +82,9 @@ class Perturbation:
     # Whether the cells measure the test images (their choice, --samples, is then part of
     # every cell's settings); false for a family on the training images (lipschitz).
     on_test_images: ClassVar[bool] = True
+    # What the family adds to a report (a per-image figure, a summary table, a realised
+    # value, a metric's label): robustbench_graph.perturbations.report_extras.
+    report_extras: ClassVar[tuple[ReportExtra, ...]] = ()
 
     @classmethod
     def available(cls) -> bool:
@@ -444,16 +239,3 @@ def register_perturbation(name: str, description: str):  # noqa: ANN201
 
     return decorate
 
-
-def conventional_median(values: torch.Tensor) -> float:
-    """The median, averaging the two middle values of an even count (``torch.median``
-    returns the lower one)."""
-    if values.numel() == 0:
-        return math.nan
-    return float(torch.quantile(values.double(), 0.5))
-
-
-def require(condition: bool, message: str) -> None:
-    """Raise :class:`RbgError` with ``message`` unless ``condition`` (settings checks)."""
-    if not condition:
-        raise RbgError(message)

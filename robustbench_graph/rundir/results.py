@@ -3,7 +3,7 @@
 ``results.csv`` in each run folder holds rows with exactly :data:`COLUMNS`. A *cell* is one
 (perturbation, param, param_value) setting with all its repeats and metrics; its ``settings``
 column is the fingerprint of every setting that produced it, spelled out in the run's
-``attack.json`` (:mod:`robustbench_graph.attack_record`). ``rbg attack`` reuses a cell only
+``attack.json`` (:mod:`robustbench_graph.rundir.attack_record`). ``rbg attack`` reuses a cell only
 under the same fingerprint. Files written before settings were recorded (no ``settings``
 column) read with an empty fingerprint: settings unknown. Writes are atomic (temp file +
 ``os.replace``); a cell's rows are replaced in one write, never deleted ahead of their
@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import RbgError
-from .io import atomic_write
-from .rundir import read_run_bytes
+from ..errors import RbgError
+from .atomic import atomic_write
+from .folder import read_run_bytes
 
 COLUMNS: tuple[str, ...] = (
     "run", "dataset", "model", "loss", "seed",

@@ -19,11 +19,11 @@ import torch
 
 from ..data import ImageData, load_dataset
 from ..errors import RbgError
-from ..io import atomic_write, write_text_atomic
+from ..graph import cosine_similarity, knn_sparsify, label_signals, signal_smoothness
 from ..models import TappedModel, capture
-from ..rundir import CONFIG, find_runs, read_status
-from ..runs import load_run
-from . import cosine_similarity, knn_sparsify, label_signals, signal_smoothness
+from ..rundir.atomic import atomic_write, write_text_atomic
+from ..rundir.folder import CONFIG, find_runs, read_status
+from ..rundir.runs import load_run
 
 COLUMNS: tuple[str, ...] = ("run", "method", "seed", "layer", "m", "value")
 

@@ -2,15 +2,15 @@
 
 A run folder holds::
 
-    config.json        the resolved TrainConfig, seed, method, versions, git commit
+    config.json        the resolved TrainConfig, seed, method, model head, versions, commit
     model.safetensors  the final weights (never a pickle)
     loss_state.safetensors  state of a stateful loss (e.g. LMD class centres), if any
     train_log.csv      tidy: epoch, split, metric, value
     status.json        {"status": "running" | "complete" | "failed", ...}
     checkpoint.pt      last finished epoch while training (tensors only, weights_only load)
-    model_source.py    an imported model's code (:mod:`robustbench_graph.importing`)
-    results.csv        rows written by ``rbg attack`` (:mod:`robustbench_graph.records`)
-    attack.json        the settings behind them (:mod:`robustbench_graph.attack_record`)
+    model_source.py    an imported model's code (:mod:`robustbench_graph.rundir.imported`)
+    results.csv        rows written by ``rbg attack`` (:mod:`robustbench_graph.rundir.results`)
+    attack.json        the settings behind them (:mod:`robustbench_graph.rundir.attack_record`)
 
 This module reads and writes them and knows nothing of models or losses.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from .config import MAX_SEED, TrainConfig
-from .errors import RbgError
-from .io import atomic_write, write_json_atomic
+from ..config import MAX_SEED, TrainConfig
+from ..errors import RbgError
+from .atomic import atomic_write, write_json_atomic
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -39,18 +38,6 @@ TRAIN_LOG = "train_log.csv"
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.csv"
-
-
-def git_commit() -> str | None:
-    """The commit of the rbg checkout this code runs from, if it is one."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).parent,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 STATUSES = ("running", "complete", "failed")

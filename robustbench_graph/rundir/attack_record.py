@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import RbgError
-from .io import write_json_atomic
-from .rundir import read_run_json
-from .settings import typed_text
+from ..errors import RbgError
+from ..settings import typed_text
+from .atomic import write_json_atomic
+from .folder import read_run_json
 
 ATTACK_RECORD = "attack.json"
 FORMAT = 1

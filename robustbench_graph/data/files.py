@@ -3,8 +3,8 @@
 Each returns ``(images uint8 N x C x H x W, labels int)``. Missing files raise
 ``FileNotFoundError`` naming the file; a file that is there but wrong (truncated, bad magic,
 a refused pickle, a batch without labels, counts that disagree) raises :class:`DataFileError`
-naming the file and what is wrong. :mod:`robustbench_graph.data` turns both into one-line
-errors.
+naming the file and what is wrong. :mod:`robustbench_graph.data.sources` (and
+:mod:`.imagefolder`) turn both into one-line errors.
 """
 
 from __future__ import annotations

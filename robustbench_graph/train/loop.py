@@ -1,47 +1,47 @@
 """Training: one (configuration, seed) run into one run folder. The core never prints;
 progress goes to an optional callback.
 
-Each epoch ends with an atomic checkpoint (weights, optimiser, scheduler, loss state, log), so
-a killed run resumes at its last finished epoch. The batch order and augmentation of epoch e
-come from generators seeded by (seed, e), so a resumed run ends with the same weights as an
-uninterrupted one.
+Each epoch ends with an atomic checkpoint (weights, optimiser, scheduler, loss state, log;
+:mod:`.checkpoint`), so a killed run resumes at its last finished epoch. The batch order and
+augmentation of epoch e come from generators seeded by (seed, e), so a resumed run ends with
+the same weights as an uninterrupted one. The model is built with the classifier head its
+loss declares (``TrainingLoss.head``), recorded in ``config.json`` (:mod:`.spec`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
-import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .config import TrainConfig, stable_seed
-from .data import DatasetInfo, ImageData, load_dataset
-from .device import generator, seed_everything
-from .errors import RbgError
-from .inference import accuracy
-from .io import atomic_write, clean_stale_temp_files, write_json_atomic, write_text_atomic
-from .losses import create_loss, resolved_options
-from .models import set_memory_format
-from .parseval import retract_
-from .rundir import (
+from ..config import TrainConfig, stable_seed
+from ..data import DatasetInfo, ImageData, load_dataset
+from ..device import generator, seed_everything
+from ..errors import RbgError
+from ..inference import accuracy
+from ..losses import create_loss
+from ..models import set_memory_format
+from ..models.parseval import retract_
+from ..rundir.atomic import clean_stale_temp_files, write_json_atomic, write_text_atomic
+from ..rundir.folder import (
     CHECKPOINT,
     CONFIG,
     LOSS_STATE,
     TRAIN_LOG,
     WEIGHTS,
-    read_run_bytes,
     save_weights,
     write_status,
 )
-from .runs import RunSpec, build_model, prepare_run_dir, run_name
+from ..rundir.runs import build_model
+from .checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+from .spec import RunSpec, loss_head, prepare_run_dir
 
 
 class TrainingDiverged(RbgError):
@@ -94,57 +94,6 @@ def _log_csv(rows: list[tuple[int, str, str, float]]) -> str:
     return buf.getvalue()
 
 
-CHECKPOINT_MAGIC = b"rbg-checkpoint 1\n"
-MAX_CHECKPOINT_BYTES = 2**34  # 16 GiB: a wide PreActResNet18's weights and SGD state
-
-
-def run_fingerprint(spec: RunSpec) -> str:
-    """16 hex digits naming the run's training configuration and seed."""
-    text = json.dumps({"train": spec.config.to_dict(), "seed": spec.seed}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _save_checkpoint(path: Path, state: dict, fingerprint: str) -> None:
-    """``state`` as torch bytes behind a header: magic, the SHA-256 of those bytes and the
-    run's fingerprint, so that a damaged or foreign checkpoint is refused before use."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
-    header = CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + \
-        fingerprint.encode() + b"\n"
-    atomic_write(path, lambda p: p.write_bytes(header + payload))
-
-
-def _load_checkpoint(path: Path, fingerprint: str, epochs: int) -> dict:
-    """The checkpoint's state after checking its header, checksum, fingerprint and contents
-    (tensors only: ``weights_only``); anything else is refused in one line."""
-    def refuse(why: str) -> RbgError:
-        return RbgError(f"cannot resume from {path}: {why}; use --overwrite to restart")
-
-    raw = read_run_bytes(path, MAX_CHECKPOINT_BYTES)
-    if not raw.startswith(CHECKPOINT_MAGIC):
-        raise refuse("not an rbg checkpoint (no rbg header)")
-    lines = raw[len(CHECKPOINT_MAGIC):].split(b"\n", 2)
-    if len(lines) != 3:
-        raise refuse("its header is cut short")
-    digest, owner, payload = lines
-    if hashlib.sha256(payload).hexdigest().encode() != digest:
-        raise refuse("its checksum does not match (the file is damaged)")
-    if owner.decode(errors="replace") != fingerprint:
-        raise refuse("it belongs to another configuration or seed")
-    try:
-        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - whatever torch refuses, rbg refuses
-        raise refuse(f"torch cannot read it safely ({type(err).__name__})") from None
-    keys = {"epoch", "model", "optimizer", "scheduler", "loss", "log"}
-    if not isinstance(state, dict) or not keys <= set(state):
-        raise refuse("it lacks " + ", ".join(sorted(keys - set(state or {}))))
-    epoch = state["epoch"]
-    if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < epochs:
-        raise refuse(f"its epoch {epoch!r} is outside 0..{epochs - 1}")
-    return state
-
-
 def train_run(
     spec: RunSpec,
     *,
@@ -165,7 +114,8 @@ def train_run(
         )
     train_data, test_data = datasets
     seed_everything(spec.seed)
-    model, info = build_model(cfg, train_data.info)
+    model, info = build_model(cfg, train_data.info,
+                              *loss_head(cfg.loss, cfg.loss_options))
     set_memory_format(model, cfg.channels_last, device)
     action = prepare_run_dir(spec, overwrite)
     if action == "skip":
@@ -203,7 +153,7 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
     log: list[tuple[int, str, str, float]] = []
     start_epoch = 0
     if action == "resume":
-        ckpt = _load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(spec), cfg.epochs)
+        ckpt = load_checkpoint(run_dir / CHECKPOINT, run_fingerprint(spec), cfg.epochs)
         try:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -270,7 +220,7 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
             (epoch + 1, "test", "accuracy", test_acc),
             (epoch + 1, "train", "lr", lr_used),
         ]
-        _save_checkpoint(run_dir / CHECKPOINT, {
+        save_checkpoint(run_dir / CHECKPOINT, {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "loss": loss_fn.state_dict(), "log": log,
         }, run_fingerprint(spec))
@@ -298,13 +248,3 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
     message = ", ".join(f"{k.replace('_', ' ')} {v:.2%}" for k, v in extra.items())
     return RunOutcome(spec, "resumed" if action == "resume" else "trained",
                       final_train, test_acc, seconds, message)
-
-
-def plan_runs(
-    config: TrainConfig, seeds: list[int], out: Path
-) -> list[RunSpec]:
-    """The training units of a sweep: one :class:`RunSpec` per seed (plain data)."""
-    config.validate()
-    options = resolved_options(config.loss, config.loss_options)
-    config = replace(config.resolved(), loss_options=options)
-    return [RunSpec(config, s, Path(out) / run_name(config, s)) for s in seeds]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .io import atomic_write
+from .atomic import atomic_write
 
 FOLDER = "per_image"
 KEY_COLUMNS = ("image", "label")

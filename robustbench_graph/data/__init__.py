@@ -1,0 +1,15 @@
+"""Datasets: the registry of image datasets (:mod:`.datasets`; the sources in :mod:`.sources`
+and :mod:`.imagefolder`, their files read by :mod:`.files`) and the plain types every other
+layer uses (:class:`DatasetInfo`, :class:`ImageData`, :mod:`.types`).
+
+Every dataset yields images in [0, 1] (float, N x C x H x W) and int64 labels, and declares its
+number of classes, input shape and the channel mean/std of its training split
+(docs/datasets.md).
+"""
+
+from .datasets import DATASETS, dataset_info, default_data_dir, load_dataset
+from .sources import split_indices, stratified_split
+from .types import DatasetInfo, ImageData, info_from_record
+
+__all__ = ["DATASETS", "DatasetInfo", "ImageData", "dataset_info", "default_data_dir",
+           "info_from_record", "load_dataset", "split_indices", "stratified_split"]
