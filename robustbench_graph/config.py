@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from .claims import Claim
 from .errors import RbgError
 
 # Learning-rate schedule per dataset: (lr, first milestone as a fraction of the epochs, factor).
@@ -207,8 +208,10 @@ BASELINE_METHOD = "ce"  # the method every other one is compared with, unless to
 class ReportConfig:
     """Settings of one ``rbg report`` (and an experiment file's ``[report]`` table): the one
     home of their defaults. ``columns`` None: clean, every family at its headline setting and
-    every curve's area (docs/cli.md#rbg-report)."""
+    every curve's area (docs/cli.md#rbg-report). ``claims``: declared hypotheses the report
+    tests (an experiment's ``[[claims]]``, or ``rbg report --claims``)."""
 
     baseline: str = BASELINE_METHOD
     plots: bool = True
     columns: tuple[str, ...] | None = None
+    claims: tuple[Claim, ...] = ()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import typer
 
+from robustbench_graph.claims import load_claims
 from robustbench_graph.cli.app import app
 from robustbench_graph.cli.options import (
     parse_int_list,
@@ -47,6 +48,7 @@ ATTACK = {
 }
 REPORT = {name: (ReportConfig, name, _same) for name in ("baseline", "plots")} | {
     "columns": (ReportConfig, "columns", _columns),
+    "claims": (ReportConfig, "claims", lambda path: () if path is None else load_claims(path)),
 }
 
 # Options that set no configuration field, each with the reason.

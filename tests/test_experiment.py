@@ -51,8 +51,9 @@ def reference(tmp_path_factory):
 
 
 def test_the_shipped_experiments_parse_and_plan():
-    sizes = {"demo": 8, "lapnet-cifar10": 80, "lapnet-fashion-mnist": 24,
-             "noise-cifar10": 50, "curvature-mnist5k": 18}
+    sizes = {"demo": 8, "lapnet-cifar10": 80, "lapnet-fashion-mnist": 48,
+             "noise-cifar10": 60, "curvature-mnist5k": 30, "lmd-mnist5k": 20,
+             "gsl-mnist5k": 20, "sp-mnist5k": 20}
     assert set(spec.shipped_experiments()) == set(sizes)
     for name, size in sizes.items():
         exp = spec.load(name)
@@ -215,7 +216,7 @@ def test_bad_experiment_files_are_one_line(tmp_path, text, message):
 def test_unknown_experiments_and_executors_are_one_line(tmp_path):
     result = cli("run", "no-such-experiment")
     assert result.exit_code == 1
-    assert "shipped name (curvature-mnist5k, demo, lapnet-cifar10" in result.output
+    assert "shipped name (curvature-mnist5k, demo, gsl-mnist5k, lapnet-cifar10" in result.output
     result = cli("run", tmp_path / "missing.toml")
     assert result.exit_code == 1 and "does not exist" in result.output
     with pytest.raises(RbgError, match="unknown --executor 'mpi'"):

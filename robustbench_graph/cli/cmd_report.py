@@ -10,6 +10,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table as RichTable
 
+from ..claims import load_claims
 from ..config import ReportConfig
 from ..settings import default_of
 from .console import console, err_console, guarded
@@ -40,6 +41,10 @@ def report(
              "(gaussian), at another strength (gaussian@0), or its curve's area "
              "(auc:gaussian) \\[default: clean, every family, every curve's area].")
     ] = default_of(ReportConfig, "columns"),
+    claims: Annotated[Path | None, typer.Option(
+        help="A TOML file of \\[\\[claims]] (an experiment file, or claims only): test each "
+             "declared claim on these runs and show its verdict first (docs/statistics.md).")
+    ] = None,
 ) -> None:
     """Summarise every results.csv under --runs; write the headline, curves, tables
     (index.html, tables.md, tables.tex, CSVs) to --out. The network is the unit of every
@@ -48,9 +53,10 @@ def report(
     from ..report import NoUsableResults, build_report
 
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    declared = load_claims(claims) if claims is not None else ()
     try:
         with err_console.status("report: starting") as status:
-            config = ReportConfig(baseline, plots, tuple(chosen) if chosen else None)
+            config = ReportConfig(baseline, plots, tuple(chosen) if chosen else None, declared)
             result = build_report(runs, out, config,
                                   on_step=lambda name: status.update(f"report: {name}"))
     except NoUsableResults as err:
@@ -124,6 +130,41 @@ def _render_headline(head: Headline, width: int) -> None:
         console.print(f"[dim]... and {len(head.missing) - 5} more (see index.html)[/]")
 
 
+def render_claims(result: Report, width: int | None = None) -> None:
+    """The declared claims' verdicts as a compact table that fits ``width`` columns (the
+    terminal's, at most 100); ``rbg run`` shows them the same way."""
+    if not result.claims:
+        return
+    width = width or min(console.width, HEADLINE_WIDTH)
+    colour = {"supported": "bold green", "contradicted": "bold red",
+              "cannot be shown": "yellow", "not shown": "dim", "not measured": "dim"}
+    tested = sum(r.measured for r in result.claims)
+    rich = RichTable(title=f"Claims: one-sided, Holm over {tested} measured, α = "
+                           f"{result.alpha:g}", title_style="bold", box=box.SIMPLE_HEAD,
+                     pad_edge=False)
+    rich.add_column("claim", style="cyan", max_width=22, overflow="fold")
+    rich.add_column("measure", max_width=18, overflow="fold")
+    rich.add_column("effect [95% CI]", justify="right", no_wrap=True)
+    rich.add_column("p Holm", justify="right", no_wrap=True)
+    rich.add_column("n", justify="right", no_wrap=True)
+    rich.add_column("verdict", min_width=12, max_width=16)
+    for r in result.claims:
+        style = colour.get(r.verdict, "")
+        verdict = (f"[{style}]{escape(r.verdict)}[/]" if style else escape(r.verdict))
+        if r.needed:
+            verdict += f" (needs {r.needed}/method)"
+        rich.add_row(escape(r.claim.id), escape(r.claim.measure.text), escape(r.effect_text),
+                     escape(r.p_text), escape(r.n_text.replace(" vs ", "+")), verdict)
+    console.print(rich, width=width)
+    for r in result.claims:
+        if not r.measured:
+            console.print(f"[dim]not measured:[/] {escape(r.claim.id)}: {escape(r.note)}",
+                          highlight=False, width=width)
+    console.print("Effect: median of the method minus the baseline's (accuracies in points); "
+                  "every claim's text, source and paper number: index.html, claims.csv.",
+                  highlight=False, width=width)
+
+
 def _render(result: Report) -> None:
     for info in result.failed_runs:
         console.print("[bold red]failed run:[/] " + escape(
@@ -131,6 +172,7 @@ def _render(result: Report) -> None:
     for note in result.notes:
         console.print(f"[dim]note:[/] {escape(note)}", highlight=False)
     width = min(console.width, HEADLINE_WIDTH)
+    render_claims(result, width)
     for head in result.headlines:
         _render_headline(head, width)
     console.print(escape(result.footer) + " [bold green]Green[/]: best per column. "
@@ -138,8 +180,10 @@ def _render(result: Report) -> None:
                   highlight=False, markup=True, width=width)
     comps = result.comparisons
     used = sum(r.used for r in result.runs)
+    significant = int(comps["significant"].sum()) if not comps.empty else 0
     console.print(f"{used} of {len(result.runs)} runs reported, {len(result.failed_runs)} "
-                  f"failed; {int(comps['significant'].sum()) if not comps.empty else 0} of "
-                  f"{len(comps)} comparisons significant.", highlight=False)
+                  + (f"failed. {escape(result.power)}" if result.power else
+                     f"failed; {significant} of {len(comps)} comparisons significant."),
+                  highlight=False)
     index = escape(str((result.out_dir / "index.html").resolve()))
     console.print(f"report written to [bold]{index}[/]", highlight=False)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..experiment.spec import shipped_experiments
+from ..experiment.spec import Experiment, shipped_experiments
 from .console import console, err_console, guarded
 
 EXPERIMENT_HELP = ("An experiment file (.toml), or the name of one shipped with rbg: "
@@ -49,6 +49,7 @@ def run(
     if dry_run:
         rows = units.describe(units.plan(exp, device))
         _units_table(rows, f"{exp.name}: {len(rows)} units in {exp.out}")
+        _power(exp)
         return
     ex = make_executor(executor, workers=workers, resources=exp.resources, address=address,
                        folder=exp.out / ".submitit")
@@ -72,11 +73,16 @@ def run(
 
     if note := left_out_note(exp.suite):
         err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+    _power(exp)
     summary = run_experiment(exp, ex, device=device, on_outcome=on_outcome, report=report)
     done = len(summary.already_done)
     console.print(f"{len(summary.outcomes) - len(summary.failed)} unit(s) run, {done} "
                   f"already done, {len(summary.failed)} failed", highlight=False)
     if summary.report is not None:
+        from .cmd_report import HEADLINE_WIDTH, render_claims
+
+        if summary.built is not None:
+            render_claims(summary.built, min(console.width, HEADLINE_WIDTH))
         console.print(f"report: {summary.report}", highlight=False)
     elif summary.report_error:
         err_console.print(f"no report: {summary.report_error}", highlight=False)
@@ -118,3 +124,31 @@ def _units_table(rows: list[dict], title: str) -> None:
     for r in rows:
         table.add_row(r["id"], r["state"], r["message"])
     console.print(table)
+
+
+def power_lines(exp: Experiment) -> list[str]:
+    """What the grid's seeds can show of its claims: one line per claim that cannot be
+    shown, then a total (none without claims)."""
+    from ..experiment.claims_check import claims_power
+
+    power = claims_power(exp.claims, exp.seeds)
+    if power is None:
+        return []
+    k, n = power.claims, power.networks
+    claims = f"{k} claim{'s' if k != 1 else ''}"
+    lines = [f"claim {cid} cannot be shown with {n} networks per method ({power.needed} "
+             "needed)" for cid in power.cannot]
+    head = f"{claims} (level {power.alpha:g}, Holm)"
+    if power.shown:
+        which = "each" if k != 1 else "it"
+        lines.append(f"{head}: {which} can be shown with {n} networks per method "
+                     f"({power.needed} needed)")
+    else:
+        lines.append(f"{head}: none can be shown with {n} networks per method; use "
+                     f'seeds = "{power.seeds_needed}"')
+    return lines
+
+
+def _power(exp: Experiment) -> None:
+    for line in power_lines(exp):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .scheduler import OnOutcome
 from .spec import Experiment
 from .units import Unit, plan, state
+
+if TYPE_CHECKING:
+    from ..report import Report
 
 
 @dataclass
@@ -20,6 +23,7 @@ class RunSummary:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
     report_error: str | None = None
+    built: Report | None = None  # the report written (its claims' verdicts, for the terminal)
 
     @property
     def failed(self) -> list[dict[str, Any]]:
@@ -51,8 +55,9 @@ def run_experiment(exp: Experiment, executor: Any, *, device: str = "auto",
         from ..report.collect import NoUsableResults
 
         try:
-            build_report(exp.out, exp.out / "report",
-                         ReportConfig(baseline=exp.baseline, plots=exp.plots))
+            summary.built = build_report(
+                exp.out, exp.out / "report",
+                ReportConfig(baseline=exp.baseline, plots=exp.plots, claims=exp.claims))
             summary.report = exp.out / "report" / "index.html"
         except (RbgError, NoUsableResults) as err:
             summary.report_error = str(err)

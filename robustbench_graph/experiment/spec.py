@@ -31,6 +31,14 @@ the attack suite, read with :mod:`tomllib` into plain, validated data.
     cpus = 2
     gpus = 0
     timeout_min = 120
+
+    [[claims]]                        # declared hypotheses (robustbench_graph.claims)
+    id = "laplacian-gaussian"
+    text = "The Laplacian regulariser makes networks more robust to Gaussian noise than CE"
+    method = "laplacian"
+    baseline = "ce"
+    measure = "gaussian@-5"
+    direction = "higher"
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..claims import Claim, parse_claims
 from ..config import AttackConfig, ImageSubset, ReportConfig, TrainConfig, parse_seeds
 from ..errors import RbgError
 from ..settings import default_of
@@ -52,7 +61,7 @@ GRID_KEYS = ("datasets", "models", "losses", "parseval", "seeds")
 # TrainConfig fields an experiment may set for every configuration ([train] scalars).
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
                      if f.name not in ("dataset", "model", "loss", "loss_options", "parseval"))
-TOP_KEYS = ("name", "description", "out", "train", "attack", "report", "resources")
+TOP_KEYS = ("name", "description", "out", "train", "attack", "report", "resources", "claims")
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,7 @@ class Experiment:
     resources: Resources = Resources()
     description: str = ""
     data_dir: Path | None = None
+    claims: tuple[Claim, ...] = ()  # checked against the grid (experiment.claims_check)
 
 
 def shipped_experiments() -> list[str]:
@@ -154,6 +164,7 @@ def parse(text: str, where: str, *, out: Path | None = None,
     from ..models import MODELS
     from ..perturbations import check_suite, suite_names
     from ..train import plan_runs
+    from .claims_check import check_claims
 
     try:
         record = tomllib.loads(text)
@@ -202,6 +213,8 @@ def parse(text: str, where: str, *, out: Path | None = None,
                               batch_size=attack.get("batch_size"))
     attack_cfg.validate()
     check_suite(suite_names(suite), attack_cfg.settings)
+    claims = parse_claims(record.get("claims"), where)
+    check_claims(claims, configs, suite, attack_cfg, where, data_dir)
     report = _table(record, "report", where)
     res = _table(record, "resources", where)
     try:
@@ -217,7 +230,7 @@ def parse(text: str, where: str, *, out: Path | None = None,
         baseline=str(report.get("baseline", Experiment.baseline)),
         plots=bool(report.get("plots", Experiment.plots)),
         resources=resources_, description=str(record.get("description", "")),
-        data_dir=data_dir,
+        data_dir=data_dir, claims=claims,
     )
 
 

@@ -19,8 +19,9 @@ from ..config import ReportConfig
 from ..perturbations.report_extras import PerImageFigure
 from ..rundir.atomic import atomic_write, write_text_atomic
 from .aggregate import method_order, networks, perturbation_rank, summarize
+from .claims import CLAIMS_CSV, claims_frame, judge, power_sentence, unknown_methods
 from .collect import Collected, collect, find_smoothness, per_image_tables
-from .compare import compare
+from .compare import ALPHA, compare
 from .declared import declaring
 from .export import write_exports
 from .figures import box_figure_of, curve_figures, per_image_figure
@@ -48,12 +49,14 @@ def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = N
     """Build the report of every run under ``runs_root`` and write it under ``out_dir``.
 
     Writes ``summary.csv``, ``comparisons.csv``, ``networks.csv`` (per-run values),
-    ``tables.md``, ``tables.tex``, ``plots/*.png|svg`` (unless ``config.plots`` is false) and
+    ``claims.csv`` (where ``config.claims`` declares claims: :mod:`.claims`), ``tables.md``,
+    ``tables.tex``, ``plots/*.png|svg`` (unless ``config.plots`` is false) and
     ``index.html``, each atomically. ``config.columns`` selects the headline's columns
     (:mod:`.headline`); ``on_step`` hears each stage's name (for progress).
 
     Raises:
-        RbgError: no run folder under ``runs_root``, or an unknown headline column.
+        RbgError: no run folder under ``runs_root``, an unknown headline column, or a claim
+            that could mean several datasets/models.
         NoUsableResults: no results could be read (its ``warnings`` say why).
     """
     config = config or ReportConfig()
@@ -69,10 +72,12 @@ def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = N
     comparisons, notes = compare(results, baseline, runs=per_network)
     columns = list(config.columns) if config.columns else None
     headlines = build_headlines(summary, comparisons, baseline, columns)
+    claims = judge(config.claims, per_network, summary, ALPHA)
     warnings = list(collected.warnings)
     if baseline not in methods:
         warnings.append(f"baseline method {baseline!r} is not among the methods "
                         f"{', '.join(methods)}; choose one with --baseline")
+    warnings += unknown_methods(config.claims, methods)
     smoothness = find_smoothness(Path(runs_root), Path(out_dir))
     report = Report(
         runs_root=Path(runs_root), out_dir=Path(out_dir), baseline=baseline, results=results,
@@ -81,7 +86,8 @@ def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = N
         + summary_tables(per_network, baseline), headlines=headlines,
         runs=collected.runs, methods=methods, settings=collected.settings,
         method_configs=collected.methods, networks=per_network, warnings=warnings, notes=notes,
-        smoothness=Picture(*smoothness) if smoothness else None, version=__version__,
+        smoothness=Picture(*smoothness) if smoothness else None, claims=claims,
+        power=power_sentence(comparisons, ALPHA), version=__version__,
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     out = Path(out_dir)
@@ -89,6 +95,8 @@ def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = N
     report.files += [_write_csv(out / SUMMARY, summary),
                      _write_csv(out / COMPARISONS, comparisons),
                      _write_csv(out / NETWORKS, per_network)]
+    if claims:
+        report.files.append(_write_csv(out / CLAIMS_CSV, claims_frame(claims)))
     report.files += write_exports(report, out)
     if config.plots:
         step("plots")

@@ -57,10 +57,52 @@ def methods_section(report: Report) -> str:
             + html_table(["method", "loss options", "training"], rows))
 
 
+VERDICT_CLASS = {"supported": "v-yes", "contradicted": "v-no", "not shown": "v-none",
+                 "cannot be shown": "v-cannot", "not measured": "v-none"}
+CLAIMS_CSS = """
+table.claims td { vertical-align: top; }
+table.claims td.name { max-width: 32em; }
+td.v-yes { background: #d8f0d8; color: #1d5e1d; font-weight: 600; }
+td.v-no { background: #f8d7d7; color: #8a1c1c; font-weight: 600; }
+td.v-none { background: #ececec; color: #555; }
+td.v-cannot { background: #fbe8c8; color: #7a4a00; }
+"""
+
+
+def claims_section(report: Report) -> str:
+    """The declared claims, each with its effect, Holm p, networks and coloured verdict."""
+    rows = report.claims
+    tested = sum(r.measured for r in rows)
+    intro = ('<p class="note">Each claim is tested one-sided on per-network values (exact '
+             "permutation test of Mann–Whitney's U), Holm over the "
+             f"{tested} claim{'s' if tested != 1 else ''} measured, apart from the comparisons "
+             f"below; α = {report.alpha:g}. Effect: median of the method minus median of the "
+             "baseline, in the measure's unit (accuracies in percentage points), with its 95% "
+             "cluster-bootstrap interval. p: Holm-adjusted, in the claimed direction (the "
+             "other way for a contradicted claim). n: networks of method vs baseline.</p>\n")
+    body = []
+    for r in rows:
+        tip = esc(r.note)
+        cells = [f"<b>{esc(r.claim.id)}</b>: {esc(r.claim.text)}<br><small>{esc(r.what)}"
+                 "</small>", esc(r.claim.source or "–"), esc(r.claim.paper_value or "–"),
+                 esc(r.effect_text), esc(r.p_text), esc(r.n_text)]
+        body.append("<tr>" + f'<td class="name">{cells[0]}</td>'
+                    + "".join(f"<td>{c}</td>" for c in cells[1:])
+                    + f'<td class="{VERDICT_CLASS.get(r.verdict, "v-none")}" title="{tip}">'
+                    f"{esc(r.verdict_text)}"
+                    + ("" if r.measured else f"<br><small>{tip}</small>") + "</td></tr>\n")
+    header = ('<th class="name">claim</th><th>source</th><th>paper\'s number</th>'
+              "<th>measured effect [95% CI]</th><th>p (Holm)</th><th>n</th><th>verdict</th>")
+    return ('<section id="claims">\n<h2>Claims</h2>\n' + intro
+            + f'<div class="scroll"><table class="claims">\n<thead><tr>{header}</tr></thead>\n'
+            f"<tbody>\n{''.join(body)}</tbody>\n</table></div>\n</section>\n")
+
+
 def comparisons_section(report: Report) -> str:
     df = report.comparisons
     if df.empty:
         return '<p class="note">No comparisons (see the notes above).</p>\n'
+    power = f'<p class="note"><b>{esc(report.power)}</b></p>\n' if report.power else ""
     intro = ('<p class="note">n: networks (runs) of the method and of the baseline; every '
              "test is on per-run values. p: two-sided Mann–Whitney, exact (every split of "
              "the runs enumerated) unless marked; Holm over every row. CI: 95% cluster "
@@ -68,7 +110,7 @@ def comparisons_section(report: Report) -> str:
              "shift.</p>\n")
     header = ["dataset", "model", "setting", "metric", "method", "n", "median",
               f"median {esc(report.baseline)}", "Δ median", "95% CI", "Cliff's δ", "HL",
-              "U", "p", "Holm p", "sig."]
+              "U", "p", "Holm p", *([] if report.power else ["sig."])]
     rows = ([esc(r.dataset), esc(r.model),
              esc(setting_label(r.perturbation, r.param, r.param_value, r.variant)),
              esc(r.metric),
@@ -77,9 +119,9 @@ def comparisons_section(report: Report) -> str:
              f"[{num(r.ci_low)}, {num(r.ci_high)}]", num(r.cliffs_delta, 2),
              num(r.hodges_lehmann), num(r.u_statistic),
              num(r.p_value, 3) + ("" if r.exact else " (approx.)"),
-             num(r.p_holm, 3), "*" if r.significant else ""]
+             num(r.p_holm, 3), *([] if report.power else ["*" if r.significant else ""])]
             for r in df.itertuples(index=False))
-    return intro + '<div class="scroll">' + html_table(header, rows, name_cols=5) + "</div>"
+    return power + intro + '<div class="scroll">' + html_table(header, rows, name_cols=5) + "</div>"
 
 
 def provenance_section(report: Report) -> str:

@@ -158,12 +158,12 @@ def judge_claims(claims: Sequence[ClaimInput], alpha: float = ALPHA, seed: int =
         base = np.asarray(claim.baseline, dtype="float64")
         effect = (float(np.median(method) - np.median(base)) if n and m else math.nan)
         low, high = bootstrap_ci(method, base, seed=seed) if n and m else (math.nan, math.nan)
-        if not reachable(n, m, k, alpha):
-            verdict, needed = CANNOT_BE_SHOWN, networks_needed(k, alpha)
-        elif p_holm[i] <= alpha:
+        if p_holm[i] <= alpha:  # Holm's later steps can reach what its first cannot
             verdict, needed = SUPPORTED, 0
         elif p_other_holm[i] <= alpha:
             verdict, needed = CONTRADICTED, 0
+        elif not reachable(n, m, k, alpha):
+            verdict, needed = CANNOT_BE_SHOWN, networks_needed(k, alpha)
         else:
             verdict, needed = NOT_SHOWN, 0
         out.append(ClaimResult(claim.id, n, m, effect, low, high, tested[i][0],

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .aggregate import AUC_SUFFIX, base_metric
+from .claims_model import ClaimRow
 from .collect import RunInfo
 from .compare import ALPHA
 from .formatting import (
@@ -269,6 +270,8 @@ class Report:
     figures: list[FigureSpec] = field(default_factory=list)  # to draw (with plots on)
     plots: list[PlotFile] = field(default_factory=list)  # drawn and written
     smoothness: Picture | None = None
+    claims: list[ClaimRow] = field(default_factory=list)  # declared claims, judged
+    power: str = ""  # where no exploratory comparison can be significant: says so
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
