@@ -287,3 +287,15 @@ def test_ray_cluster_gives_the_same_numbers(reference, tmp_path, ray_cluster):
     assert "8 unit(s) run, 0 already done, 0 failed" in result.output
     assert _results(tmp_path / "out") == results
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+
+
+def test_a_shipped_name_is_found_beside_a_folder_of_the_same_name(tmp_path, monkeypatch):
+    """`rbg status demo` next to the demo's runs folder `demo/` reads the shipped file (the
+    folder is not an experiment file); a folder that names no shipped file stays an error."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    text, where = spec.locate("demo")
+    assert where == "demo (shipped)" and "[train]" in text
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(RbgError, match="no experiment file 'mine'"):
+        spec.locate("mine")

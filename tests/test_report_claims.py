@@ -80,9 +80,9 @@ def test_verdicts_and_claims_csv(claim_runs: Path, tmp_path: Path) -> None:
     csv = pd.read_csv(out / "claims.csv", keep_default_na=False, na_values=[""])
     assert list(csv.columns) == [
         "id", "text", "source", "paper_value", "dataset", "model", "method", "baseline",
-        "measure", "direction", "margin", "n_method", "n_baseline", "median_method",
-        "median_baseline", "effect", "ci_low", "ci_high", "p", "p_holm", "verdict", "needed",
-        "note"]
+        "measure", "perturbation", "metric", "setting", "direction", "margin", "n_method",
+        "n_baseline", "median_method", "median_baseline", "effect", "ci_low", "ci_high", "p",
+        "p_holm", "verdict", "needed", "note"]
     by = csv.set_index("id")
     # four claims measured: Holm over them; the few-networks one cannot reach 0.05
     assert list(csv["verdict"]) == ["supported", "contradicted", "not shown",

@@ -103,7 +103,7 @@ def shipped_experiments() -> list[str]:
 def locate(name_or_path: str) -> tuple[str, str]:
     """``(text, where)`` of an experiment file given by path or by shipped name."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or (path.exists() and not path.is_dir()):
         try:
             return path.read_text(encoding="utf-8"), str(path)
         except FileNotFoundError:

@@ -36,8 +36,9 @@ from .stats import smallest_exact_p
 CLAIMS_CSV = "claims.csv"
 CLAIMS_COLUMNS: tuple[str, ...] = (
     "id", "text", "source", "paper_value", "dataset", "model", "method", "baseline", "measure",
-    "direction", "margin", "n_method", "n_baseline", "median_method", "median_baseline",
-    "effect", "ci_low", "ci_high", "p", "p_holm", "verdict", "needed", "note")
+    "perturbation", "metric", "setting", "direction", "margin", "n_method", "n_baseline",
+    "median_method", "median_baseline", "effect", "ci_low", "ci_high", "p", "p_holm", "verdict",
+    "needed", "note")
 
 
 class _Unmeasured(Exception):
@@ -96,6 +97,7 @@ def claims_frame(rows: Sequence[ClaimRow]) -> pd.DataFrame:
         "paper_value": r.claim.paper_value, "dataset": r.dataset or r.claim.dataset or "",
         "model": r.model or r.claim.model or "", "method": r.claim.method,
         "baseline": r.claim.baseline, "measure": r.claim.measure.text,
+        "perturbation": r.perturbation, "metric": r.metric, "setting": r.setting,
         "direction": r.claim.direction,
         "margin": math.nan if r.claim.margin is None else r.claim.margin,
         "n_method": r.n_method, "n_baseline": r.n_baseline, "median_method": r.median_method,
