@@ -33,7 +33,8 @@ report tests them (one-sided exact tests on per-network values, Holm over the fi
 [statistics.md](statistics.md#claims)). This page is written by `scripts/reproduction.py` from
 those reports' `claims.csv`; a claim that does not hold on our data is a result, reported with
 its figures. Effects are the method's median minus the baseline's, accuracies in percentage
-points; `n` is networks of the method + of the baseline.
+points; `n` is networks of the method + of the baseline; p is one-sided, Holm-adjusted over
+the file's claims, in the claimed direction (the other way for a contradicted claim).
 """
 
 
@@ -58,11 +59,12 @@ def _measured(row: pd.Series | None) -> list[str]:
     if not (math.isnan(row["ci_low"]) or math.isnan(row["ci_high"])):
         effect += f" [{_number(row['ci_low'], percent)}, {_number(row['ci_high'], percent)}]"
     verdict = str(row["verdict"])
+    p_holm = row["p_other_holm"] if verdict == "contradicted" else row["p_holm"]
     if verdict == "cannot be shown":
         verdict += f" (needs {int(row['needed'])} per method)"
     where = f"{row['dataset']}" if row["dataset"] else "–"
     return [where, f"{int(row['n_method'])}+{int(row['n_baseline'])}", effect,
-            f"{row['p_holm']:.3g}" if not math.isnan(row["p_holm"]) else "–", verdict]
+            f"{p_holm:.3g}" if not math.isnan(p_holm) else "–", verdict]
 
 
 def section(name: str, runs: Path) -> str:

@@ -82,7 +82,7 @@ def test_verdicts_and_claims_csv(claim_runs: Path, tmp_path: Path) -> None:
         "id", "text", "source", "paper_value", "dataset", "model", "method", "baseline",
         "measure", "perturbation", "metric", "setting", "direction", "margin", "n_method",
         "n_baseline", "median_method", "median_baseline", "effect", "ci_low", "ci_high", "p",
-        "p_holm", "verdict", "needed", "note"]
+        "p_holm", "p_other_holm", "verdict", "needed", "note"]
     by = csv.set_index("id")
     # four claims measured: Holm over them; the few-networks one cannot reach 0.05
     assert list(csv["verdict"]) == ["supported", "contradicted", "not shown",
@@ -284,3 +284,23 @@ def test_power_is_said_plainly_at_three_networks_each(tmp_path: Path,
     assert big.power == ""
     assert "sig." in (tmp_path / "rep10" / "index.html").read_text()
 
+
+
+def test_a_claim_may_name_a_method_by_its_recorded_id(tmp_path: Path) -> None:
+    """A claim names ``noisy_sigma0.3`` (the method id an experiment file's grid and
+    config.json use) where the report shows the method as ``noisy sigma=0.3``."""
+    import json
+
+    root = tmp_path / "runs"
+    for s in range(4):
+        make_run(root, "ce", s, _rows(*ce_values(s)))
+        run = make_run(root, "noisy_sigma0.3", s, _rows(*lap_values(s)), loss="noisy")
+        record = json.loads((run / "config.json").read_text())
+        record["train"]["loss_options"] = {"sigma": "0.3"}
+        (run / "config.json").write_text(json.dumps(record))
+    report = _report(root, tmp_path / "rep",
+                     [_claim("noise", "noisy_sigma0.3", "gaussian@0", "higher")])
+    (row,) = report.claims
+    assert "noisy_sigma0.3" not in report.methods  # the report's own name differs
+    assert row.verdict == "supported" and (row.n_method, row.n_baseline) == (4, 4)
+    assert not any("no run has" in w for w in report.warnings)

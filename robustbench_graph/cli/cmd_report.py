@@ -143,7 +143,7 @@ def render_claims(result: Report, width: int | None = None) -> None:
                            f"{result.alpha:g}", title_style="bold", box=box.SIMPLE_HEAD,
                      pad_edge=False)
     rich.add_column("claim", style="cyan", max_width=22, overflow="fold")
-    rich.add_column("measure", max_width=18, overflow="fold")
+    rich.add_column("measure", max_width=24, overflow="fold")
     rich.add_column("effect [95% CI]", justify="right", no_wrap=True)
     rich.add_column("p Holm", justify="right", no_wrap=True)
     rich.add_column("n", justify="right", no_wrap=True)

@@ -9,6 +9,7 @@ the renderers (:mod:`.export`, :mod:`.plots`, :mod:`.html`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = N
     step("reading runs")
     collected = collect(runs_root)
     results = collected.results
-    baseline = _baseline_name(config.baseline, collected)
+    baseline = _method_name(config.baseline, collected)
     methods = method_order(results["method"], baseline)
     step("statistics")
     per_network = networks(results)
@@ -72,12 +73,14 @@ def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = N
     comparisons, notes = compare(results, baseline, runs=per_network)
     columns = list(config.columns) if config.columns else None
     headlines = build_headlines(summary, comparisons, baseline, columns)
-    claims = judge(config.claims, per_network, summary, ALPHA)
+    declared = [replace(c, method=_method_name(c.method, collected),
+                        baseline=_method_name(c.baseline, collected)) for c in config.claims]
+    claims = judge(declared, per_network, summary, ALPHA)
     warnings = list(collected.warnings)
     if baseline not in methods:
         warnings.append(f"baseline method {baseline!r} is not among the methods "
                         f"{', '.join(methods)}; choose one with --baseline")
-    warnings += unknown_methods(config.claims, methods)
+    warnings += unknown_methods(declared, methods)
     smoothness = find_smoothness(Path(runs_root), Path(out_dir))
     report = Report(
         runs_root=Path(runs_root), out_dir=Path(out_dir), baseline=baseline, results=results,
@@ -131,12 +134,13 @@ def figure_specs(report: Report) -> list[FigureSpec]:
     return specs
 
 
-def _baseline_name(baseline: str, collected: Collected) -> str:
-    """``baseline`` as a method name; a run's recorded method id (``laplacian_gamma0.001``)
-    is accepted where it names one configuration."""
+def _method_name(method: str, collected: Collected) -> str:
+    """``method`` (the baseline, a claim's method) as the report names it; a run's recorded
+    method id (``laplacian_gamma0.001``, ``noisy_sigma0.3``) is accepted where it names one
+    configuration."""
     names = set(collected.results["method"])
-    if baseline in names:
-        return baseline
+    if method in names:
+        return method
     matches = {r.method for r in collected.runs
-               if r.record and r.record.get("method") == baseline and r.method in names}
-    return matches.pop() if len(matches) == 1 else baseline
+               if r.record and r.record.get("method") == method and r.method in names}
+    return matches.pop() if len(matches) == 1 else method

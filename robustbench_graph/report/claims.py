@@ -37,8 +37,8 @@ CLAIMS_CSV = "claims.csv"
 CLAIMS_COLUMNS: tuple[str, ...] = (
     "id", "text", "source", "paper_value", "dataset", "model", "method", "baseline", "measure",
     "perturbation", "metric", "setting", "direction", "margin", "n_method", "n_baseline",
-    "median_method", "median_baseline", "effect", "ci_low", "ci_high", "p", "p_holm", "verdict",
-    "needed", "note")
+    "median_method", "median_baseline", "effect", "ci_low", "ci_high", "p", "p_holm",
+    "p_other_holm", "verdict", "needed", "note")
 
 
 class _Unmeasured(Exception):
@@ -102,7 +102,8 @@ def claims_frame(rows: Sequence[ClaimRow]) -> pd.DataFrame:
         "margin": math.nan if r.claim.margin is None else r.claim.margin,
         "n_method": r.n_method, "n_baseline": r.n_baseline, "median_method": r.median_method,
         "median_baseline": r.median_baseline, "effect": r.effect, "ci_low": r.ci_low,
-        "ci_high": r.ci_high, "p": r.p, "p_holm": r.p_holm, "verdict": r.verdict,
+        "ci_high": r.ci_high, "p": r.p, "p_holm": r.p_holm,
+        "p_other_holm": r.p_other_holm, "verdict": r.verdict,
         "needed": r.needed, "note": r.note} for r in rows]
     return pd.DataFrame(records, columns=list(CLAIMS_COLUMNS))
 
