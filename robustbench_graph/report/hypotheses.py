@@ -8,7 +8,7 @@ value per trained network.
 
 * :func:`one_sided_u_test`: the exact permutation test of Mann–Whitney's U in the claimed
   direction (every split of the pooled networks enumerated, mid-ranks for ties) while the
-  number of splits is at most :data:`stats.EXACT_LIMIT`, else scipy's asymptotic test;
+  number of splits is at most :data:`.stats.EXACT_LIMIT`, else scipy's asymptotic test;
 * :func:`smallest_one_sided_p` and :func:`networks_needed`: what the design can show at all;
 * :func:`judge_claims`: every claim's effect (difference of medians with its cluster-bootstrap
   interval), p, Holm-adjusted p over the declared claims and :data:`VERDICTS`.
@@ -16,14 +16,13 @@ value per trained network.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .stats import EXACT_LIMIT, _u_statistics, bootstrap_ci, holm
+from .stats import bootstrap_ci, exact_u, holm
 
 ALPHA = 0.05
 DIRECTIONS = ("higher", "lower", "not-worse")
@@ -54,11 +53,8 @@ def one_sided_u_test(x: Sequence[float], y: Sequence[float], alternative: str) -
     n, m = x.size, y.size
     if n == 0 or m == 0:
         return OneSided(math.nan, math.nan, False)
-    pooled = np.concatenate([x, y])
-    u_obs = float(_u_statistics(pooled, n, np.arange(n)[None, :])[0])
-    if math.comb(n + m, n) <= EXACT_LIMIT:
-        splits = np.array(list(itertools.combinations(range(n + m), n)), dtype=np.int64)
-        u_all = _u_statistics(pooled, n, splits)
+    u_obs, u_all = exact_u(x, y)
+    if u_all is not None:
         if alternative == "greater":
             extreme = u_all >= u_obs - 1e-9
         else:

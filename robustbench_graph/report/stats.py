@@ -56,6 +56,19 @@ class TestResult:
     exact: bool
 
 
+def exact_u(x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """U of ``x`` against ``y`` (both non-empty), and U of the first group for every split of
+    the pooled values into groups of their sizes: the permutation distribution, or None when
+    there are more than :data:`EXACT_LIMIT` splits."""
+    n, m = x.size, y.size
+    pooled = np.concatenate([x, y])
+    u_obs = float(_u_statistics(pooled, n, np.arange(n)[None, :])[0])
+    if math.comb(n + m, n) > EXACT_LIMIT:
+        return u_obs, None
+    splits = np.array(list(itertools.combinations(range(n + m), n)), dtype=np.int64)
+    return u_obs, _u_statistics(pooled, n, splits)
+
+
 def mann_whitney(x: Sequence[float], y: Sequence[float]) -> TestResult:
     """Two-sided Mann–Whitney U of ``x`` against ``y`` (U counts pairs with x > y, ties 1/2).
 
@@ -69,11 +82,8 @@ def mann_whitney(x: Sequence[float], y: Sequence[float]) -> TestResult:
     n, m = x.size, y.size
     if n == 0 or m == 0:
         return TestResult(math.nan, math.nan, False)
-    pooled = np.concatenate([x, y])
-    u_obs = float(_u_statistics(pooled, n, np.arange(n)[None, :])[0])
-    if math.comb(n + m, n) <= EXACT_LIMIT:
-        splits = np.array(list(itertools.combinations(range(n + m), n)), dtype=np.int64)
-        u_all = _u_statistics(pooled, n, splits)
+    u_obs, u_all = exact_u(x, y)
+    if u_all is not None:
         centre = n * m / 2.0
         extreme = np.abs(u_all - centre) >= abs(u_obs - centre) - 1e-9
         return TestResult(u_obs, float(extreme.mean()), True)
