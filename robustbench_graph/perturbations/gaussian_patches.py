@@ -15,7 +15,7 @@ from .checks import require, require_draws
 from .context import Draw
 from .family import Perturbation, register_perturbation
 from .metrics import Strength
-from .patches import check_patch_fits, patch_size, zero_patches
+from .patches import fitted_patch_size, zero_patches
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,7 @@ class GaussianPatches(Perturbation):
     headline_setting = {"grey": 0.2, "colour": 40 / 255}
 
     def begin(self, draw: Draw) -> None:
-        shape = draw.ctx.images.shape
-        draw.state["size"] = patch_size(self.settings.size, shape)
-        check_patch_fits(draw.state["size"], shape)
+        draw.state["size"] = fitted_patch_size(self.settings.size, draw.ctx.images.shape)
 
     @torch.inference_mode()
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object

@@ -33,6 +33,14 @@ def check_patch_fits(size: int, shape: torch.Size) -> None:
                        "quarter of the image")
 
 
+def fitted_patch_size(size: int, shape: torch.Size) -> int:
+    """The patch side for images of ``shape`` (:func:`patch_size`), refused where it does not
+    fit (:func:`check_patch_fits`): a family's ``begin``, before any batch."""
+    side = patch_size(size, shape)
+    check_patch_fits(side, shape)
+    return side
+
+
 def zero_patches(u: torch.Tensor, count: int, size: int, gen: torch.Generator) -> torch.Tensor:
     """``count`` square zero patches of ``size`` pixels per image at uniform positions."""
     check_patch_fits(size, u.shape)
@@ -79,9 +87,7 @@ class Patches(Perturbation):
     headline_setting = {"grey": 2.0, "colour": 2.0}
 
     def begin(self, draw: Draw) -> None:
-        shape = draw.ctx.images.shape
-        draw.state["size"] = patch_size(self.settings.size, shape)
-        check_patch_fits(draw.state["size"], shape)  # before any batch
+        draw.state["size"] = fitted_patch_size(self.settings.size, draw.ctx.images.shape)
 
     @torch.inference_mode()
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
