@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -11,6 +13,9 @@ import torch
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module="foolbox")
 torch.set_num_threads(2)
+# Trust records of imported models (rundir/trust.py) go to a folder of this test session,
+# never to the user's ~/.config.
+os.environ.setdefault("RBG_CONFIG_DIR", tempfile.mkdtemp(prefix="rbg-config-"))
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +59,25 @@ def cli(*args: str):  # noqa: ANN201
     from robustbench_graph.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+TINY_NET = """\
+from torch import nn
+
+
+def make(hidden=16):
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(),
+                         nn.Linear(hidden, 10))
+"""
+
+
+def write_tiny_model(folder: Path) -> Path:
+    """``folder``/net.py (a factory ``make`` of an 8x8 digits MLP) and weights ``w.pt`` that
+    fit it, for import tests; returns ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "net.py").write_text(TINY_NET)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
+                              torch.nn.Linear(16, 10))
+    torch.save(net.state_dict(), folder / "w.pt")
+    return folder

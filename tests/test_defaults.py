@@ -35,7 +35,7 @@ def _columns(text: str | None) -> tuple[str, ...] | None:
 TRAIN = {name: (TrainConfig, name, _same) for name in (
     "dataset", "model", "loss", "epochs", "batch_size", "lr", "lr_factor", "momentum",
     "weight_decay", "augment", "grad_clip", "parseval", "parseval_beta", "amp",
-    "channels_last", "width", "feature_dim", "split_seed")} | {
+    "channels_last", "width", "feature_dim", "split_seed", "val_fraction", "select")} | {
     "loss_option": (TrainConfig, "loss_options", lambda v: parse_key_values(v, "-o")),
     "lr_milestones": (TrainConfig, "lr_milestones",
                       lambda v: None if v is None else parse_int_list(v, "--lr-milestones")),
@@ -69,6 +69,7 @@ CLI_ONLY = {
         "data_dir": "where the datasets are read from",
         "corruptions_dir": "a shorthand for -p corruptions.dir=..., a perturbation setting",
         "overwrite": "what to do with cells already computed",
+        "trust_code": "whether an imported run's code may run, not what is computed",
     },
     "report": {
         "runs": "which runs are reported",

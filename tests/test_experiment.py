@@ -53,7 +53,7 @@ def reference(tmp_path_factory):
 def test_the_shipped_experiments_parse_and_plan():
     sizes = {"demo": 8, "lapnet-cifar10": 80, "lapnet-fashion-mnist": 48,
              "noise-cifar10": 60, "curvature-mnist5k": 30, "lmd-mnist5k": 20,
-             "gsl-mnist5k": 20, "sp-mnist5k": 20}
+             "gsl-mnist5k": 20, "sp-mnist5k": 20, "noise-mnist5k": 60}
     assert set(spec.shipped_experiments()) == set(sizes)
     for name, size in sizes.items():
         exp = spec.load(name)

@@ -22,6 +22,14 @@ from robustbench_graph.rundir.runs import load_run
 
 from conftest import cli
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_config_dir(tmp_path_factory):
+    """Trust records go to a folder of this module's, never the user's ~/.config."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RBG_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+        yield
+
 # A network written here, not one of rbg's: two convolutions on 8x8 digits.
 NET_SOURCE = textwrap.dedent('''
     import torch
@@ -289,7 +297,7 @@ def test_an_existing_folder_is_kept_unless_overwrite(imported, tmp_path):
     tmp, _ = imported
     args = ["--model-file", f"{tmp / 'net.py'}:make_net", "--weights", tmp / "weights.pt",
             "--dataset", "digits"]
-    (tmp_path / "run").mkdir()
+    assert cli("import", tmp_path / "run", *args).exit_code == 0
     (tmp_path / "run" / "results.csv").write_text("keep me")
     result = cli("import", tmp_path / "run", *args)
     assert result.exit_code == 1 and "already exists and is not empty" in result.output

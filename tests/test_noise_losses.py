@@ -98,3 +98,16 @@ def test_noise_losses_train_end_to_end(name, tmp_path):
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert load_run(run_dir).method == name
     assert (run_dir / "loss_state.safetensors").exists() == (name == "lmd-noise")
+
+
+def test_align_compact_term_is_the_1_over_2nk_average_by_hand():
+    """METHODS.md 5.1: per present class, the hinge over the n_k clean and the n_k noisy
+    features divided by 2 n_k, then the mean over classes (hand-computed values)."""
+    clean = torch.tensor([[0.0, 0.0], [2.0, 0.0], [5.0, 5.0]])
+    noisy = torch.tensor([[0.0, 3.0], [4.0, 0.0], [5.0, 5.3]])
+    inverse = torch.tensor([0, 0, 1])
+    centres = torch.tensor([[1.0, 0.0], [5.0, 5.0]])
+    got = compactness(torch.cat([clean, noisy]), torch.cat([inverse, inverse]), centres, 0.5)
+    # class 0: clean distances 1, 1 -> 0.5^2 each; noisy sqrt(10) and 3 -> (sqrt(10) - 0.5)^2
+    # and 2.5^2; sum 13.837722 over 2 n_0 = 4 -> 3.4594306. Class 1: inside the ball -> 0.
+    torch.testing.assert_close(got, torch.tensor(1.7297153), rtol=1e-6, atol=1e-6)

@@ -218,13 +218,18 @@ def test_cli_report_claims_end_to_end(claim_runs: Path, tmp_path: Path,
 
     monkeypatch.setattr(console, "width", 100)
     claims = _write(tmp_path / "claims.toml",
-                    [*CLAIMS, _claim("ghost", "lmd", "clean", "higher")])
+                    [*CLAIMS, _claim("ghost", "lmd", "clean", "higher"),
+                     _claim("laplacian-gaussian-noise-vs-ce", "laplacian", "gaussian@0",
+                            "higher")])
     out = tmp_path / "rep"
     result = cli("report", "--runs", claim_runs, "--out", out, "--no-plots", "--claims", claims)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert max(len(ln) for ln in lines) <= 100
-    assert any("Claims: one-sided, Holm over 4 measured" in ln for ln in lines)
+    assert any("Claims: one-sided, Holm over 5 measured" in ln for ln in lines)
+    # a 30-character id stays whole at 100 columns, its measure on the line below
+    row = next(i for i, ln in enumerate(lines) if "laplacian-gaussian-noise-vs-ce" in ln)
+    assert lines[row + 1].strip() == "gaussian@0"
     assert lines.index(next(ln for ln in lines if "Claims:" in ln)) < lines.index(
         next(ln for ln in lines if "mnist5k / smallcnn: headline" in ln))
     for verdict in ("supported", "contradicted", "not shown", "cannot be shown",

@@ -25,6 +25,7 @@ from . import (
     cmd_run,
     cmd_smoothness,
     cmd_train,
+    cmd_trust,
 )
 from .console import console, err_console
 
@@ -55,6 +56,7 @@ def _root(
 
 app.command("train")(cmd_train.train)
 app.command("import")(cmd_import.import_cmd)
+app.command("trust")(cmd_trust.trust)
 app.command("attack")(cmd_attack.attack)
 app.command("report")(cmd_report.report)
 app.command("smoothness")(cmd_smoothness.smoothness)

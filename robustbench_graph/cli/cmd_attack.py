@@ -58,6 +58,10 @@ def attack(
     overwrite: Annotated[bool, typer.Option(
         help="Recompute the suite's cells, replacing earlier results of them (each only once "
              "its new values exist).")] = False,
+    trust_code: Annotated[bool, typer.Option(
+        "--trust-code", help="Run the model code of imported run folders you have not "
+                             "trusted (rbg trust RUN shows it and trusts it for good).")
+    ] = False,
 ) -> None:
     """Evaluate trained runs under the robustness suite (docs/perturbations.md); cells already
     computed with the same settings are reused, with other settings refused (--overwrite)."""
@@ -65,6 +69,8 @@ def attack(
     from ..attack import TestSplits, attack_run, resolve_runs
     from ..device import resolve_device
     from ..perturbations import check_suite, left_out_note, suite_names
+    from ..rundir.run_code import untrusted_message, untrusted_runs
+    from ..rundir.trust import trusting_code
 
     names = suite_names(suite)
     if note := left_out_note(suite):
@@ -78,11 +84,13 @@ def attack(
     check_suite(names, cfg.settings)
     dev = resolve_device(device)
     targets = resolve_runs(list(run_dirs) if run_dirs else [runs])
+    if not trust_code and (untrusted := untrusted_runs(targets)):
+        raise RbgError(untrusted_message(untrusted))  # before any work, one line
     reports: list[RunReport] = []
     errors: list[str] = []
     splits = TestSplits(data_dir)
     plain = not console.is_terminal  # a log file: one line per cell, no bars
-    with Progress(
+    with trusting_code(trust_code), Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, disable=plain,

@@ -70,21 +70,28 @@ def import_cmd(
              "(imagefolder) \\[default: $RBG_DATA_DIR or ~/.cache/robustbench_graph/data].")
     ] = None,
     overwrite: Annotated[bool, typer.Option(
-        help="Replace an existing run folder.")] = False,
+        help="Replace an existing run folder (only a folder of rbg's run files, never one "
+             "holding anything else).")] = False,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds the model's code may take to build the network and classify a test "
+             "batch before the import stops with an error.")] = 300.0,
 ) -> None:
     """Turn an outside classifier into a run folder for rbg attack, report and smoothness."""
     from ..rundir.imported import ImportRequest, import_model, parse_kwargs, parse_source
 
     if weights is None:
         raise RbgError("--weights is required (safetensors or a state_dict file)")
+    names = None if blocks is None else tuple(b.strip() for b in blocks.split(",") if b.strip())
+    if names == ():
+        raise RbgError("--blocks names no block; name the modules after which test-time "
+                       "dropout acts (e.g. layer1,layer2), or leave it out for the default")
     source = parse_source(model_file=model_file, module=model, torchvision=torchvision,
                           kwargs=parse_kwargs(kw))
     request = ImportRequest(
         source=source, weights=weights, dataset=dataset, input_space=input_space,
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
-        blocks=tuple(b.strip() for b in blocks.split(",") if b.strip())
-        if blocks is not None else None,
-        seed=seed, method=method, split_seed=split_seed, data_dir=data_dir)
+        blocks=names,
+        seed=seed, method=method, split_seed=split_seed, data_dir=data_dir, timeout=timeout)
     with console.status("checking the model"):
         folder = import_model(run_dir, request, overwrite=overwrite)
     console.print(f"imported [bold]{source.label}[/] into [bold]{folder}[/]; next: "

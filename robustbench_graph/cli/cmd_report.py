@@ -54,9 +54,10 @@ def report(
 
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     declared = load_claims(claims) if claims is not None else ()
+    config = ReportConfig(baseline, plots, tuple(chosen) if chosen else None, declared)
+    config.validate()  # before any run is read: a column named twice is one line
     try:
         with err_console.status("report: starting") as status:
-            config = ReportConfig(baseline, plots, tuple(chosen) if chosen else None, declared)
             result = build_report(runs, out, config,
                                   on_step=lambda name: status.update(f"report: {name}"))
     except NoUsableResults as err:
@@ -142,8 +143,9 @@ def render_claims(result: Report, width: int | None = None) -> None:
     rich = RichTable(title=f"Claims: one-sided, Holm over {tested} measured, α = "
                            f"{result.alpha:g}", title_style="bold", box=box.SIMPLE_HEAD,
                      pad_edge=False)
-    rich.add_column("claim", style="cyan", max_width=22, overflow="fold")
-    rich.add_column("measure", max_width=24, overflow="fold")
+    # The claim's id over its measure (two lines), so that ids of 30+ characters fit 100
+    # columns unfolded.
+    rich.add_column("claim / measure", max_width=36, overflow="fold")
     rich.add_column("effect [95% CI]", justify="right", no_wrap=True)
     rich.add_column("p Holm", justify="right", no_wrap=True)
     rich.add_column("n", justify="right", no_wrap=True)
@@ -153,8 +155,9 @@ def render_claims(result: Report, width: int | None = None) -> None:
         verdict = (f"[{style}]{escape(r.verdict)}[/]" if style else escape(r.verdict))
         if r.needed:
             verdict += f" (needs {r.needed}/method)"
-        rich.add_row(escape(r.claim.id), escape(r.claim.measure.text), escape(r.effect_text),
-                     escape(r.p_text), escape(r.n_text.replace(" vs ", "+")), verdict)
+        claim = f"[cyan]{escape(r.claim.id)}[/]\n[dim]  {escape(r.claim.measure.text)}[/]"
+        rich.add_row(claim, escape(r.effect_text), escape(r.p_text),
+                     escape(r.n_text.replace(" vs ", "+")), verdict)
     console.print(rich, width=width)
     for r in result.claims:
         if not r.measured:

@@ -14,6 +14,7 @@ from .console import console, err_console, guarded
 
 EXPERIMENT_HELP = ("An experiment file (.toml), or the name of one shipped with rbg: "
                    f"{', '.join(shipped_experiments())}.")
+MAX_LISTED = 1000  # --dry-run lists each unit up to this many, else counts per configuration
 OUT_HELP = "Folder of the experiment's runs and report \\[default: the file's 'out']."
 
 
@@ -43,12 +44,17 @@ def run(
     rest, write the report. Interrupted? Run the same command again."""
     from ..experiment import spec, units
     from ..experiment.executors import make_executor
-    from ..experiment.runner import run_experiment
+    from ..experiment.runner import describe, run_experiment
 
     exp = spec.load(experiment, out=out, data_dir=data_dir)
     if dry_run:
-        rows = units.describe(units.plan(exp, device))
-        _units_table(rows, f"{exp.name}: {len(rows)} units in {exp.out}")
+        rows = describe(units.plan(exp, device))
+        title = f"{exp.name}: {len(rows)} units in {exp.out}"
+        if len(rows) <= MAX_LISTED:
+            _units_table(rows, title)
+        else:  # a table of 10^5 rows takes minutes to draw and is read by no one
+            _config_table(rows, f"{title} (per configuration; each unit listed up to "
+                                f"{MAX_LISTED})")
         _power(exp)
         return
     ex = make_executor(executor, workers=workers, resources=exp.resources, address=address,
@@ -97,24 +103,32 @@ def status(
 ) -> None:
     """Done / running / failed / pending units of an experiment, per configuration."""
     from ..experiment import spec, units
+    from ..experiment.runner import describe
 
     exp = spec.load(experiment, out=out)
-    rows = units.describe(units.plan(exp))
-    table = Table(title=f"{exp.name} in {exp.out}", title_justify="left")
+    rows = describe(units.plan(exp))
+    _config_table(rows, f"{exp.name} in {exp.out}")
+    failed = [r for r in rows if r["state"] == "failed"]
+    for r in failed:
+        err_console.print(f"failed: {r['id']}: {r['message']}", highlight=False,
+                          markup=False, soft_wrap=True)
+
+
+def _config_table(rows: list[dict], title: str) -> None:
+    """Units counted by state, one row per configuration and kind."""
+    from ..experiment.units import STATES
+
+    table = Table(title=title, title_justify="left")
     table.add_column("configuration")
-    for st in units.STATES:
+    for st in STATES:
         table.add_column(st, justify="right")
     by_config: dict[str, Counter] = {}
     for row in rows:
         config = row["run"].rsplit("-seed", 1)[0] + f" ({row['kind']})"
         by_config.setdefault(config, Counter())[row["state"]] += 1
     for config, c in by_config.items():
-        table.add_row(config, *(str(c.get(st, 0)) for st in units.STATES))
+        table.add_row(config, *(str(c.get(st, 0)) for st in STATES))
     console.print(table)
-    failed = [r for r in rows if r["state"] == "failed"]
-    for r in failed:
-        err_console.print(f"failed: {r['id']}: {r['message']}", highlight=False,
-                          markup=False, soft_wrap=True)
 
 
 def _units_table(rows: list[dict], title: str) -> None:

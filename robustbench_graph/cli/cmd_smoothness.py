@@ -26,6 +26,10 @@ def smoothness(
     data_dir: Annotated[Path | None, typer.Option(
         help="Folder of torchvision datasets \\[default: $RBG_DATA_DIR or "
              "~/.cache/robustbench_graph/data].")] = None,
+    trust_code: Annotated[bool, typer.Option(
+        "--trust-code", help="Run the model code of imported run folders you have not "
+                             "trusted (rbg trust RUN shows it and trusts it for good).")
+    ] = False,
 ) -> None:
     """Smoothness tr(S^T L^m S), m = 1 and 2, of the label signals after every ReLU."""
     # The core (torch) is imported by the command: `rbg --help` stays fast.
@@ -36,13 +40,14 @@ def smoothness(
         smoothness_table,
         write_table,
     )
+    from ..rundir.trust import trusting_code
 
     complete, skipped = collect_runs(runs)
     for path in skipped:
         err_console.print(f"[yellow]skipping unfinished run[/] {path}")
     dev = resolve_device(device)
     ensure_writable_dir(out, "--out")
-    with console.status("measuring smoothness") as status:
+    with trusting_code(trust_code), console.status("measuring smoothness") as status:
         df = smoothness_table(
             complete, batch_size=batch_size, limit=limit, device=dev, data_dir=data_dir,
             on_run=lambda name: status.update(f"measured {name}"),

@@ -10,7 +10,14 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..config import GREY_SCHEDULE, LAPNET_SCHEDULE, SCHEDULE_PRESETS, TrainConfig, parse_seeds
+from ..config import (
+    GREY_SCHEDULE,
+    LAPNET_SCHEDULE,
+    SCHEDULE_PRESETS,
+    SELECT_RULES,
+    TrainConfig,
+    parse_seeds,
+)
 from ..errors import RbgError
 from ..settings import default_of
 from .console import console, err_console, guarded
@@ -83,7 +90,16 @@ def train(
         help="Penultimate feature size (smallcnn, resnet18) \\[default: the model's].")
     ] = _default("feature_dim"),
     split_seed: Annotated[int, typer.Option(
-        help="Seed of the train/test split of the embedded datasets.")] = _default("split_seed"),
+        help="Seed of the train/test split of the embedded datasets and of the validation "
+             "split (--val-fraction).")] = _default("split_seed"),
+    val_fraction: Annotated[float, typer.Option(
+        help="Fraction of the training split held out for validation, stratified by class "
+             "and seeded by --split-seed; 0: none (docs/datasets.md#validation-split).")
+    ] = _default("val_fraction"),
+    select: Annotated[str, typer.Option(
+        help=f"Which epoch's weights the run keeps: {' or '.join(SELECT_RULES)} (the highest "
+             "validation accuracy, ties to the earliest; needs --val-fraction).")
+    ] = _default("select"),
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     out: Annotated[Path, typer.Option(help="Folder that receives the run folders.")] = Path(
         "runs"),
@@ -116,6 +132,7 @@ def train(
         momentum=momentum, weight_decay=weight_decay, augment=augment, grad_clip=grad_clip,
         amp=amp, channels_last=channels_last,
         parseval=parseval, parseval_beta=parseval_beta, split_seed=split_seed,
+        val_fraction=val_fraction, select=select,
     )
     specs = plan_runs(cfg, seed_list, out)
     dev = resolve_device(device)

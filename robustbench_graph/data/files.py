@@ -9,12 +9,15 @@ naming the file and what is wrong. :mod:`robustbench_graph.data.sources` (and
 
 from __future__ import annotations
 
-import gzip
+import io
+import os
 import pickle
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ..reading import read_bounded
 
 
 def read_mnist5k() -> tuple[np.ndarray, np.ndarray]:
@@ -38,16 +41,49 @@ class DataFileError(ValueError):
     """A dataset file that exists but cannot be used; the message names it."""
 
 
+MAX_DATA_FILE_BYTES = 2**32  # a dataset file (or its decompressed bytes) beyond this is refused
+
+
+def read_regular(path: Path, limit: int = MAX_DATA_FILE_BYTES) -> bytes:
+    """The bytes of a dataset file, read only if it is a regular file of at most ``limit``
+    bytes (a FIFO would hang the read, a link to /dev/zero never end it); the file is
+    checked through its descriptor, opened without blocking.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        DataFileError: anything else, naming the file.
+    """
+    try:
+        return read_bounded(path, limit, DataFileError)
+    except FileNotFoundError:  # a link to nothing
+        raise FileNotFoundError(f"missing {Path(path).name}") from None
+
+
+def _gunzip(data: bytes, source: Path, limit: int = MAX_DATA_FILE_BYTES) -> bytes:
+    """Decompressed gzip bytes, at most ``limit`` of them (a gzip bomb is refused)."""
+    out, rest = [], data
+    try:
+        while rest:
+            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            piece = inflate.decompress(rest, limit + 1 - sum(map(len, out)))
+            out.append(piece)
+            if sum(map(len, out)) > limit or inflate.unconsumed_tail:
+                raise DataFileError(f"{source} decompresses to more than {limit} bytes")
+            if not inflate.eof:
+                raise DataFileError(f"{source} is not a valid gzip file (truncated)")
+            rest = inflate.unused_data  # a gzip file may hold several members
+    except zlib.error:
+        raise DataFileError(f"{source} is not a valid gzip file") from None
+    return b"".join(out)
+
+
 def _open_maybe_gz(path: Path) -> tuple[bytes, Path]:
     """The bytes of ``path`` or of ``path.gz`` (decompressed), and which file it was."""
-    if path.exists():
-        return path.read_bytes(), path
+    if os.path.lexists(path):
+        return read_regular(path), path
     gz = path.with_name(path.name + ".gz")
-    if gz.exists():
-        try:
-            return gzip.decompress(gz.read_bytes()), gz
-        except (OSError, EOFError, zlib.error):
-            raise DataFileError(f"{gz} is not a valid gzip file") from None
+    if os.path.lexists(gz):
+        return _gunzip(read_regular(gz), gz), gz
     raise FileNotFoundError(f"missing {path.name}")
 
 
@@ -99,10 +135,11 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 
 def _load_pickle(path: Path, label_key: str) -> dict:
     """One CIFAR batch: a dict with ``data`` and ``label_key``, numpy arrays only."""
-    if not path.exists():
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"missing {path.name}")
+    raw = read_regular(path)
     try:
-        with path.open("rb") as fh:
+        with io.BytesIO(raw) as fh:
             batch = _NumpyOnlyUnpickler(fh, encoding="latin1").load()
     except pickle.UnpicklingError as err:
         if str(err).startswith("refusing"):  # a global other than numpy's: never run
@@ -148,9 +185,9 @@ def read_svhn(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
     from scipy.io import loadmat
 
     path = folder / ("train_32x32.mat" if train else "test_32x32.mat")
-    if not path.exists():
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"missing {path.name}")
-    mat = loadmat(str(path))
+    mat = loadmat(io.BytesIO(read_regular(path)))
     images = np.transpose(mat["X"], (3, 2, 0, 1))  # H W C N -> N C H W
     labels = mat["y"].astype(np.int64).reshape(-1)
     labels[labels == 10] = 0
@@ -158,7 +195,9 @@ def read_svhn(folder: Path, train: bool) -> tuple[np.ndarray, np.ndarray]:
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+DEEP_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N")  # 16-bit greyscale (PNG)
+MIN_SIDE = 4  # the smallest image side rbg's models take (smallcnn pools twice)
 
 
 def image_folder_classes(folder: Path) -> list[str]:
@@ -169,12 +208,47 @@ def image_folder_classes(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def read_image_folder(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Every PNG/JPEG image under ``folder/<class>/`` (sorted by class, then file name), as
-    uint8 N x C x H x W, with labels by the class's index in ``classes``. Images are one
-    channel when every one is greyscale, else RGB; all must have one size."""
+def _open_image(path: Path):  # noqa: ANN202 - a PIL image
+    """One image, loaded; a decompression bomb (a small file declaring more pixels than
+    Pillow's limit) or an unreadable file is a :class:`DataFileError` naming it."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return img.copy()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataFileError(f"{path} declares more pixels than Pillow's limit of "
+                            f"{Image.MAX_IMAGE_PIXELS} (a decompression bomb?); refused"
+                            ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise DataFileError(f"{path} is not a readable image ({err})") from None
+
+
+def _grey_array(path: Path, picture, deep: bool) -> np.ndarray:  # noqa: ANN001
+    """A greyscale image as uint16 (``deep``: 0..65535) or uint8, read at its depth: a
+    16-bit image is never clipped to 255 (``convert("L")`` would clip it)."""
+    if picture.mode in DEEP_MODES:
+        values = np.asarray(picture)
+        if values.size and (int(values.min()) < 0 or int(values.max()) > 65535):
+            raise DataFileError(f"{path} holds values outside 0..65535; rbg reads 8- and "
+                                "16-bit images")
+        values = values.astype(np.uint16)
+        return values if deep else np.round(values / 257.0).astype(np.uint8)
+    values = np.asarray(picture.convert("L"), dtype=np.uint8)
+    return values.astype(np.uint16) * 257 if deep else values
+
+
+def read_image_folder(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every PNG/JPEG image under ``folder/<class>/`` (sorted by class, then file name), as
+    N x C x H x W, with labels by the class's index in ``classes``. Images are one channel
+    when every one is greyscale, else RGB; all must have one size, at least
+    ``MIN_SIDE`` pixels a side. The array is uint8 (a pixel is its value / 255) unless a
+    greyscale image is 16-bit: then uint16 (value / 65535; 8-bit images scaled by 257)."""
     files: list[tuple[Path, int]] = []
     for label, name in enumerate(classes):
         sub = folder / name
@@ -183,21 +257,22 @@ def read_image_folder(folder: Path, classes: list[str]) -> tuple[np.ndarray, np.
                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     if not files:
         raise DataFileError(f"{folder} holds no PNG or JPEG images in class sub-folders")
-    pictures = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as img:
-                img.load()
-                pictures.append(img.copy())
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataFileError(f"{path} is not a readable image ({err})") from None
+    pictures = [_open_image(path) for path, _ in files]
     grey = all(p.mode in GREY_MODES for p in pictures)
+    deep = grey and any(p.mode in DEEP_MODES for p in pictures)
     size = pictures[0].size
+    if min(size) < MIN_SIDE:
+        raise DataFileError(f"{files[0][0]} is {size[0]}x{size[1]} pixels; rbg's models need "
+                            f"images of at least {MIN_SIDE}x{MIN_SIDE}")
     arrays = []
     for (path, _), picture in zip(files, pictures, strict=True):
         if picture.size != size:
             raise DataFileError(f"{path} is {picture.size[0]}x{picture.size[1]} pixels, the "
                                 f"others {size[0]}x{size[1]}; resize the images to one size")
-        array = np.asarray(picture.convert("L" if grey else "RGB"), dtype=np.uint8)
-        arrays.append(array[None] if grey else array.transpose(2, 0, 1))
+        if grey:
+            arrays.append(_grey_array(path, picture, deep)[None])
+        elif picture.mode in DEEP_MODES:  # a 16-bit grey image among colour ones
+            arrays.append(np.repeat(_grey_array(path, picture, False)[None], 3, axis=0))
+        else:
+            arrays.append(np.asarray(picture.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1))
     return np.stack(arrays), np.array([label for _, label in files], dtype=np.int64)

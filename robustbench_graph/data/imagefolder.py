@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,8 @@ from .sources import DatasetSource, as_image_data, split_indices
 from .types import DatasetInfo, ImageData
 
 DATASET_FILE = "rbg-dataset.json"  # an image folder's declared statistics
+MAX_DATASET_FILE_BYTES = 2**20  # an rbg-dataset.json beyond this is not one
+MIN_STD = 1e-4  # the floor of computed standard deviations too
 
 
 @dataclass(frozen=True)
@@ -49,9 +53,9 @@ class ImageFolderSource(DatasetSource):
         declared = _declared_statistics(root, images.shape[1])
         if declared is None:
             pixels = images.reshape(len(images), images.shape[1], -1).transpose(1, 0, 2)
-            flat = pixels.reshape(images.shape[1], -1).astype(np.float64) / 255.0
+            flat = pixels.reshape(images.shape[1], -1).astype(np.float64) / _scale(images)
             mean = tuple(round(float(v), 4) for v in flat.mean(1))
-            std = tuple(round(max(float(v), 1e-4), 4) for v in flat.std(1))
+            std = tuple(round(max(float(v), MIN_STD), 4) for v in flat.std(1))
         else:
             mean, std = declared
         return DatasetInfo(self.info.name, len(classes), tuple(images.shape[1:]), mean, std,
@@ -70,7 +74,12 @@ class ImageFolderSource(DatasetSource):
             images, labels = images[idx], labels[idx]
         else:
             images, labels = parts["train" if train else "test"]
-        return as_image_data(images, labels, 255.0, info, root)
+        return as_image_data(images, labels, _scale(images), info, root)
+
+
+def _scale(images: np.ndarray) -> float:
+    """The divisor that makes the folder's pixels [0, 1]: 65535 for 16-bit images."""
+    return 65535.0 if images.dtype == np.uint16 else 255.0
 
 
 def _folder_stamp(root: Path) -> tuple:
@@ -107,19 +116,38 @@ def _read_image_folder(root: Path, _stamp: tuple
     return parts, classes
 
 
+
+
 def _declared_statistics(root: Path, channels: int
                          ) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """The channel mean/std ``rbg-dataset.json`` declares, checked when read: one per
+    channel, means in [0, 1] and standard deviations in [``MIN_STD``, 1], as those of [0, 1]
+    pixels are (an infinite std normalises every input to 0, a NaN one or a mean of 1e30
+    makes every output NaN); None without the file."""
     path = root / DATASET_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
+    where = f"{path} must be JSON with 'mean' and 'std' lists of numbers"
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_DATASET_FILE_BYTES:
+            raise RbgError(f"{path} is not a regular file of at most "
+                           f"{MAX_DATASET_FILE_BYTES} bytes")
+        with open(path, "rb") as fh:
+            text = fh.read(MAX_DATASET_FILE_BYTES + 1).decode("utf-8")
+        record = json.loads(text)
         mean = tuple(float(v) for v in record["mean"])
         std = tuple(float(v) for v in record["std"])
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RbgError(f"{path} must be JSON with 'mean' and 'std' lists of numbers") from None
-    if len(mean) != channels or len(std) != channels or min(std) <= 0:
-        raise RbgError(f"{path}: 'mean' and 'std' need {channels} value(s) each, std > 0")
+    except RbgError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError):
+        raise RbgError(where) from None
+    if len(mean) != channels or len(std) != channels:
+        raise RbgError(f"{path}: 'mean' and 'std' need {channels} value(s) each")
+    if not all(0.0 <= v <= 1.0 for v in mean):  # NaN fails too
+        raise RbgError(f"{path}: every 'mean' must be a number in [0, 1] (the mean of "
+                       f"[0, 1] pixels), got {list(mean)}")
+    if not all(MIN_STD <= v <= 1.0 for v in std):
+        raise RbgError(f"{path}: every 'std' must be a number in [{MIN_STD:g}, 1] (the "
+                       f"deviation of [0, 1] pixels), got {list(std)}")
     return mean, std
-
-

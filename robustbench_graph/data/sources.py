@@ -72,8 +72,11 @@ def as_image_data(
     if tuple(images.shape[1:]) != tuple(info.input_shape):
         raise RbgError(f"dataset {info.name!r}{where}: images of shape {tuple(images.shape[1:])}"
                        f", expected {tuple(info.input_shape)}")
+    # 8-bit images stay uint8; deeper ones (16-bit PNGs, scale 65535) are kept as int32
+    # (torch's uint16 lacks kernels), never clipped to 8 bits.
+    dtype = np.uint8 if images.dtype == np.uint8 or scale <= 255 else np.int32
     return ImageData(
-        torch.from_numpy(np.array(images, dtype=np.uint8, order="C", copy=True)),
+        torch.from_numpy(np.array(images, dtype=dtype, order="C", copy=True)),
         torch.from_numpy(np.array(labels, dtype=np.int64, copy=True)),
         scale,
         info,

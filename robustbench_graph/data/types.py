@@ -24,7 +24,8 @@ class DatasetInfo:
 
 @dataclass
 class ImageData:
-    """Images stored as uint8 (N, C, H, W) with a divisor; ``float()`` gives [0, 1] tensors."""
+    """Images stored as integers (N, C, H, W; uint8, or int32 for 16-bit images) with a
+    divisor (255, 65535); ``float()`` gives [0, 1] tensors."""
 
     images: torch.Tensor
     labels: torch.Tensor

@@ -4,6 +4,7 @@ Ray tasks import it the same way. It takes and returns plain data."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import traceback
 from pathlib import Path
@@ -35,26 +36,27 @@ def run_unit(unit_data: dict[str, Any], threads: int | None = None) -> dict[str,
     set_threads(threads)
     unit = Unit.from_dict(unit_data)
     t0 = time.perf_counter()
-    with unit_lock(unit):
-        current, _ = state(unit)
-        if current == "done":
-            return {"id": unit.id, "status": "skipped", "seconds": 0.0, "message": ""}
-        if unit.kind == "attack" and not train_done(Path(unit.run_dir)):
-            return {"id": unit.id, "status": "failed", "seconds": 0.0,
-                    "message": "its training unit is not done"}
-        try:
+    try:
+        with unit_lock(unit):
+            current, _ = state(unit)
+            if current == "done":
+                return {"id": unit.id, "status": "skipped", "seconds": 0.0, "message": ""}
+            if unit.kind == "attack" and not train_done(Path(unit.run_dir)):
+                return {"id": unit.id, "status": "failed", "seconds": 0.0,
+                        "message": "its training unit is not done"}
             _run(unit)
-        except Exception as err:  # noqa: BLE001 - recorded; the others go on
-            message = (str(err).splitlines() or [type(err).__name__])[0]
-            from ..errors import RbgError
+    except Exception as err:  # noqa: BLE001 - recorded; the others go on
+        message = (str(err).splitlines() or [type(err).__name__])[0]
+        from ..errors import RbgError
 
-            if not isinstance(err, RbgError):
-                message = f"{type(err).__name__}: {message}"
-                traceback.print_exc()
-            if unit.kind == "attack":
+        if not isinstance(err, RbgError):
+            message = f"{type(err).__name__}: {message}"
+            traceback.print_exc()
+        if unit.kind == "attack":
+            with contextlib.suppress(OSError, RbgError):  # e.g. the lock is not a file
                 mark_attack_failed(unit, message)
-            return {"id": unit.id, "status": "failed",
-                    "seconds": time.perf_counter() - t0, "message": message}
+        return {"id": unit.id, "status": "failed",
+                "seconds": time.perf_counter() - t0, "message": message}
     return {"id": unit.id, "status": "done", "seconds": time.perf_counter() - t0,
             "message": ""}
 

@@ -1,50 +1,15 @@
-"""The experiment file (TOML, docs/experiments.md): grids of training configurations and
-the attack suite, read with :mod:`tomllib` into plain, validated data.
-
-::
-
-    name = "demo"
-    out = "runs/demo"                 # relative to the current folder; --out overrides
-
-    [train]
-    datasets = ["mnist5k"]
-    models = ["smallcnn"]
-    seeds = "0-1"
-    parseval = [false]                # [false, true]: both
-    epochs = 5                        # any other rbg train setting: batch_size, lr, ...
-
-    [[train.losses]]
-    name = "ce"
-
-    [[train.losses]]
-    name = "laplacian"
-    options = { gamma = 1.0 }
-
-    [attack]
-    suite = "all"
-    settings = { gaussian = { draws = 5 }, deepfool = { samples = 200 } }
-
-    [report]
-    baseline = "ce"
-
-    [resources]                       # per unit, for --executor slurm / ray
-    cpus = 2
-    gpus = 0
-    timeout_min = 120
-
-    [[claims]]                        # declared hypotheses (robustbench_graph.claims)
-    id = "laplacian-gaussian"
-    text = "The Laplacian regulariser makes networks more robust to Gaussian noise than CE"
-    method = "laplacian"
-    baseline = "ce"
-    measure = "gaussian@-5"
-    direction = "higher"
+"""The experiment file (TOML, docs/experiments.md): grids of training configurations, the
+attack suite, the report's options, the resources of a unit and declared claims, read with
+:mod:`tomllib` into plain, validated data. Every value is typed by the configuration
+dataclass field it fills (:mod:`.schema`); every configuration is checked when the file is
+read, so that ``rbg run --dry-run`` and ``rbg run`` agree on what is valid. The shipped files
+(``experiment/shipped/``) are commented examples of every table.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
+import math
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -55,13 +20,30 @@ from ..claims import Claim, parse_claims
 from ..config import AttackConfig, ImageSubset, ReportConfig, TrainConfig, parse_seeds
 from ..errors import RbgError
 from ..settings import default_of
+from .schema import check, read_table, schema_of
 
 SHIPPED = "robustbench_graph.experiment.shipped"  # the package folder of the shipped files
+MAX_FILE_BYTES = 4 * 2**20  # an experiment file beyond this is not one
+MAX_UNITS = 100_000  # units of one grid (2 per run): beyond that it is a typo, not a sweep
 GRID_KEYS = ("datasets", "models", "losses", "parseval", "seeds")
+_TRAIN = schema_of(TrainConfig)
 # TrainConfig fields an experiment may set for every configuration ([train] scalars).
-TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig)
-                     if f.name not in ("dataset", "model", "loss", "loss_options", "parseval"))
-TOP_KEYS = ("name", "description", "out", "train", "attack", "report", "resources", "claims")
+TRAIN_FIELDS = tuple(k for k in _TRAIN
+                     if k not in ("dataset", "model", "loss", "loss_options", "parseval"))
+# The grid's keys: one value of the field or a list of them (losses: parsed by _losses).
+GRID_SCHEMA = {key: _TRAIN[field] | tuple[_TRAIN[field], ...] for key, field in
+               (("datasets", "dataset"), ("models", "model"), ("parseval", "parseval"))}
+GRID_SCHEMA |= {"seeds": str | int, "losses": Any}
+ATTACK_SCHEMA = {"suite": str | tuple[str, ...],
+                 "samples": schema_of(ImageSubset)["samples"],
+                 "batch_size": schema_of(AttackConfig)["batch_size"],
+                 "settings": dict[str, Any]}
+REPORT_SCHEMA = schema_of(ReportConfig, skip=("claims",))  # claims: the file's [[claims]]
+TOP_SCHEMA = {"name": str, "description": str, "out": str, "train": dict[str, Any],
+              "attack": dict[str, Any], "report": dict[str, Any],
+              "resources": dict[str, Any], "claims": Any}
+TOP_KEYS = tuple(TOP_SCHEMA)
+MAX_RESOURCE = 1 << 20  # cpus, gpus, minutes: beyond any machine
 
 
 @dataclass(frozen=True)
@@ -73,6 +55,16 @@ class Resources:
     mem_gb: float | None = None
     timeout_min: int = 60
     partition: str | None = None
+
+    def validate(self, where: str) -> None:
+        for name, low in (("cpus", 1), ("gpus", 0), ("timeout_min", 1)):
+            value = getattr(self, name)
+            if not low <= value <= MAX_RESOURCE:
+                raise RbgError(f"{where}: resources.{name} must be in {low}..{MAX_RESOURCE}, "
+                               f"got {value}")
+        if self.mem_gb is not None and not 0 < self.mem_gb <= MAX_RESOURCE:
+            raise RbgError(f"{where}: resources.mem_gb must be in (0, {MAX_RESOURCE}], got "
+                           f"{self.mem_gb:g}")
 
 
 @dataclass(frozen=True)
@@ -92,6 +84,7 @@ class Experiment:
     description: str = ""
     data_dir: Path | None = None
     claims: tuple[Claim, ...] = ()  # checked against the grid (experiment.claims_check)
+    columns: tuple[str, ...] | None = default_of(ReportConfig, "columns")
 
 
 def shipped_experiments() -> list[str]:
@@ -101,13 +94,18 @@ def shipped_experiments() -> list[str]:
 
 
 def locate(name_or_path: str) -> tuple[str, str]:
-    """``(text, where)`` of an experiment file given by path or by shipped name."""
+    """``(text, where)`` of an experiment file given by path or by shipped name; a file
+    that is not a regular file of at most :data:`MAX_FILE_BYTES` is refused unread."""
+    from ..rundir.folder import read_run_bytes
+
     path = Path(name_or_path)
     if path.suffix == ".toml" or (path.exists() and not path.is_dir()):
         try:
-            return path.read_text(encoding="utf-8"), str(path)
+            return read_run_bytes(path, MAX_FILE_BYTES).decode("utf-8"), str(path)
         except FileNotFoundError:
             raise RbgError(f"experiment file {path} does not exist") from None
+        except RbgError as err:
+            raise RbgError(f"experiment file {err}") from None
         except (OSError, UnicodeDecodeError) as err:
             raise RbgError(f"experiment file {path} cannot be read ({err})") from None
     if name_or_path in shipped_experiments():
@@ -117,25 +115,13 @@ def locate(name_or_path: str) -> tuple[str, str]:
                    f"shipped name ({', '.join(shipped_experiments())})")
 
 
-def _table(record: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    value = record.get(key, {})
-    if not isinstance(value, dict):
-        raise RbgError(f"{where}: [{key}] must be a table")
-    return value
-
-
-def _list(value: Any, key: str, where: str, kind: type | tuple[type, ...]) -> list[Any]:
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(v, kind) and not (kind is int and isinstance(v, bool))
-                            for v in items):
-        raise RbgError(f"{where}: train.{key} must be a non-empty list")
-    return items
+def _items(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, tuple | list) else [value]
 
 
 def _losses(value: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
-    items = value if isinstance(value, list) else [value]
     out = []
-    for item in items:
+    for item in _items(value):
         if isinstance(item, str):
             out.append((item, {}))
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
@@ -146,6 +132,9 @@ def _losses(value: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
             options = item.get("options", {})
             if not isinstance(options, dict):
                 raise RbgError(f"{where}: the options of loss {item['name']!r} must be a table")
+            for key, v in options.items():
+                check(v, str | int | float | bool | tuple[str | int | float, ...],
+                      f"{where}: train.losses {item['name']} option {key}")
             out.append((item["name"], {k: str(v) if not isinstance(v, str) else v
                                        for k, v in options.items()}))
         else:
@@ -156,80 +145,141 @@ def _losses(value: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-def parse(text: str, where: str, *, out: Path | None = None,
-          data_dir: Path | None = None) -> Experiment:
-    """An :class:`Experiment` from the text of an experiment file, every configuration
-    validated (unknown losses, models and options are errors here, before any work)."""
-    from ..losses import parse_loss_options
-    from ..models import MODELS
-    from ..perturbations import check_suite, suite_names
-    from ..train import plan_runs
-    from .claims_check import check_claims
-
-    try:
-        record = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise RbgError(f"{where} is not valid TOML ({err})") from None
-    unknown = set(record) - set(TOP_KEYS)
-    if unknown:
-        raise RbgError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: "
-                       f"{', '.join(TOP_KEYS)}")
-    train = _table(record, "train", where)
+def _grid(train: dict[str, Any], where: str) -> tuple[list[Any], ...]:
+    """(datasets, models, losses, parsevals, seeds) of [train], each checked and non-empty."""
     extra = set(train) - set(GRID_KEYS) - set(TRAIN_FIELDS)
     if extra:
         raise RbgError(f"{where}: unknown train setting(s) {', '.join(sorted(extra))}")
-    datasets = _list(train.get("datasets", ["mnist5k"]), "datasets", where, str)
-    models = _list(train.get("models", ["smallcnn"]), "models", where, str)
-    parsevals = _list(train.get("parseval", [False]), "parseval", where, bool)
-    losses = _losses(train.get("losses", ["ce"]), where)
-    seeds = tuple(parse_seeds(str(train.get("seeds", "0"))))
-    scalars = {k: v for k, v in train.items() if k in TRAIN_FIELDS}
-    if "lr_milestones" in scalars:
-        scalars["lr_milestones"] = tuple(_list(scalars["lr_milestones"], "lr_milestones",
-                                               where, int))
+    grid = {k: check(train[k], GRID_SCHEMA[k], f"{where}: train.{k}")
+            for k in GRID_KEYS if k in train}
+    datasets = _items(grid.get("datasets", default_of(TrainConfig, "dataset")))
+    models = _items(grid.get("models", default_of(TrainConfig, "model")))
+    parsevals = _items(grid.get("parseval", default_of(TrainConfig, "parseval")))
+    for key, items in (("datasets", datasets), ("models", models), ("parseval", parsevals)):
+        if not items:
+            raise RbgError(f"{where}: train.{key} must be a non-empty list")
+    losses = _losses(train.get("losses", [default_of(TrainConfig, "loss")]), where)
+    seeds = parse_seeds(str(grid.get("seeds", "0")))
+    units = 2 * math.prod(map(len, (datasets, models, losses, parsevals, seeds)))
+    if units > MAX_UNITS:
+        raise RbgError(f"{where}: the grid has {units:,} units ({len(datasets)} dataset(s) x "
+                       f"{len(models)} model(s) x {len(losses)} loss(es) x {len(parsevals)} "
+                       f"parseval x {len(seeds)} seed(s), a train and an attack unit each); "
+                       f"at most {MAX_UNITS:,}")
+    return datasets, models, losses, parsevals, seeds
+
+
+def _configs(train: dict[str, Any], where: str) -> tuple[list[TrainConfig], tuple[int, ...]]:
+    """Every configuration of the grid, validated and resolved, and the seeds."""
+    from ..data.datasets import DATASETS
+    from ..losses import parse_loss_options
+    from ..models import MODELS
+    from ..train import plan_runs
+
+    datasets, models, losses, parsevals, seeds = _grid(train, where)
+    scalars = {k: check(v, _TRAIN[k], f"{where}: train.{k}") for k, v in train.items()
+               if k in TRAIN_FIELDS}
     configs = []
     for dataset, model, (loss, options), parseval in itertools.product(
             datasets, models, losses, parsevals):
-        MODELS.get(model)
-        parse_loss_options(loss, options)
+        try:
+            DATASETS.get(dataset)
+            MODELS.get(model)
+            parse_loss_options(loss, options)
+        except RbgError as err:
+            raise RbgError(f"{where}: {err}") from None
         try:
             cfg = TrainConfig(dataset=dataset, model=model, loss=loss, loss_options=options,
                               parseval=parseval, **scalars)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise RbgError(f"{where}: {err}") from None
         (spec,) = plan_runs(cfg, [0], Path("."))  # validates and resolves the options
         configs.append(spec.config)
-    attack = _table(record, "attack", where)
+    return configs, tuple(seeds)
+
+
+def _attack(record: dict[str, Any], where: str) -> tuple[str, AttackConfig]:
+    from ..perturbations import check_suite, suite_names
+
+    attack = read_table(record.get("attack", {}), ATTACK_SCHEMA, "attack", where)
     suite = attack.get("suite", "all")
-    suite = ",".join(suite) if isinstance(suite, list) else str(suite)
-    settings = _table(attack, "settings", where)
+    suite = ",".join(suite) if isinstance(suite, tuple) else suite
     typed = {}
-    for family, values in settings.items():
+    for family, values in attack.get("settings", {}).items():
         if not isinstance(values, dict):
             raise RbgError(f"{where}: attack.settings.{family} must be a table")
+        for key, v in values.items():
+            check(v, str | int | float | bool | tuple[str | int | float | bool, ...],
+                  f"{where}: attack.settings.{family}.{key}")
         typed[family] = {k: ",".join(map(str, v)) if isinstance(v, list) else str(v)
                          for k, v in values.items()}
     attack_cfg = AttackConfig(settings=typed, test_images=ImageSubset(attack.get("samples")),
                               batch_size=attack.get("batch_size"))
     attack_cfg.validate()
     check_suite(suite_names(suite), attack_cfg.settings)
+    return suite, attack_cfg
+
+
+def check_out(out: Path, where: str) -> None:
+    """Refuse an ``out`` that is, or lies inside, a run folder (its grid would be trained
+    nested in that run, and reports would show the enclosing run)."""
+    from ..rundir.folder import STATUSES, read_config, read_status
+
+    folder = Path(out).absolute()
+    for parent in (folder, *folder.parents):
+        if not parent.is_dir():
+            continue
+        is_run = read_status(parent)["status"] in STATUSES
+        if not is_run and (parent / "config.json").is_file():
+            try:
+                read_config(parent)
+                is_run = True
+            except RbgError:
+                pass
+        if is_run:
+            raise RbgError(f"{where}: out {out} is inside the run folder {parent}; give an "
+                           "out folder outside any run folder")
+
+
+def parse(text: str, where: str, *, out: Path | None = None,
+          data_dir: Path | None = None) -> Experiment:
+    """An :class:`Experiment` from the text of an experiment file, every value typed by its
+    schema (:mod:`.schema`) and every configuration validated (unknown datasets, models,
+    losses and options are errors here, before any work)."""
+    from .claims_check import check_claims
+
+    try:
+        record = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RbgError(f"{where} is not valid TOML ({err})") from None
+    except RecursionError:
+        raise RbgError(f"{where} is not valid TOML (nested too deep)") from None
+    unknown = set(record) - set(TOP_KEYS)
+    if unknown:
+        raise RbgError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: "
+                       f"{', '.join(TOP_KEYS)}")
+    record = {k: check(v, TOP_SCHEMA[k], f"{where}: {k}") for k, v in record.items()}
+    configs, seeds = _configs(record.get("train", {}), where)
+    suite, attack_cfg = _attack(record, where)
     claims = parse_claims(record.get("claims"), where)
     check_claims(claims, configs, suite, attack_cfg, where, data_dir)
-    report = _table(record, "report", where)
-    res = _table(record, "resources", where)
+    report = read_table(record.get("report", {}), REPORT_SCHEMA, "report", where)
     try:
-        resources_ = Resources(**res)
-    except TypeError:
-        raise RbgError(f"{where}: [resources] takes "
-                       f"{', '.join(f.name for f in dataclasses.fields(Resources))}") from None
-    name = str(record.get("name") or Path(where.split(" ")[0]).stem)
+        ReportConfig(**report).validate()
+    except RbgError as err:
+        raise RbgError(f"{where}: report: {err}") from None
+    resources_ = Resources(**read_table(record.get("resources", {}),
+                                        schema_of(Resources), "resources", where))
+    resources_.validate(where)
+    name = record.get("name") or Path(where.split(" ")[0]).stem
+    folder = Path(out) if out is not None else Path(record.get("out", f"runs/{name}"))
+    check_out(folder, where)
     return Experiment(
-        name=name, source=where,
-        out=Path(out) if out is not None else Path(str(record.get("out", f"runs/{name}"))),
-        configs=tuple(configs), seeds=seeds, suite=suite, attack=attack_cfg,
-        baseline=str(report.get("baseline", Experiment.baseline)),
-        plots=bool(report.get("plots", Experiment.plots)),
-        resources=resources_, description=str(record.get("description", "")),
+        name=name, source=where, out=folder, configs=tuple(configs), seeds=seeds,
+        suite=suite, attack=attack_cfg,
+        baseline=report.get("baseline", Experiment.baseline),
+        plots=report.get("plots", Experiment.plots), columns=report.get("columns"),
+        resources=resources_, description=record.get("description", ""),
         data_dir=data_dir, claims=claims,
     )
 

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import os
 import socket
+import stat
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,12 +78,15 @@ def plan(exp: Experiment, device: str = "auto") -> list[Unit]:
     specs = [spec for cfg in exp.configs for spec in plan_runs(cfg, list(exp.seeds), exp.out)]
     seen: set[str] = set()
     units: list[Unit] = []
+    records: dict[int, dict[str, Any]] = {}  # one record per configuration, shared by its seeds
     for spec in specs:
         if str(spec.run_dir) in seen:  # two grid points naming the same run
             raise RbgError(f"{exp.source}: two configurations make the same run "
                            f"{spec.run_dir.name}")
         seen.add(str(spec.run_dir))
-        units.append(Unit("train", str(spec.run_dir), spec.config.to_dict(), spec.seed,
+        if id(spec.config) not in records:
+            records[id(spec.config)] = spec.config.to_dict()
+        units.append(Unit("train", str(spec.run_dir), records[id(spec.config)], spec.seed,
                           data_dir=data_dir, device=device))
     units += [Unit("attack", u.run_dir, u.train, u.seed, exp.suite, attack, data_dir, device)
               for u in list(units)]
@@ -99,8 +103,14 @@ def unit_lock(unit: Unit, *, wait: bool = True) -> Iterator[bool]:
     yields False without waiting when ``wait`` is off and another process holds it."""
     path = lock_path(unit)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as err:
+        raise RbgError(f"{path}: the unit's lock file cannot be opened ({err.strerror}); "
+                       "remove it") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted there
+            raise RbgError(f"{path} is not a regular file; rbg locks units with it (remove it)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as err:
@@ -121,9 +131,11 @@ def unit_lock(unit: Unit, *, wait: bool = True) -> Iterator[bool]:
 
 def lock_holder(unit: Unit) -> str:
     """``"<pid> <host>"`` of the last process that held the unit's lock ('' if none)."""
+    from ..rundir.folder import read_run_bytes
+
     try:
-        return lock_path(unit).read_text().strip()
-    except OSError:
+        return read_run_bytes(lock_path(unit), 4096).decode("utf-8", "replace").strip()
+    except (OSError, RbgError):
         return ""
 
 

@@ -22,7 +22,8 @@ other models. Sweep on mnist5k / smallcnn, 5 epochs,
 test accuracy for seeds 0/1 and Delta (m = 2, raw, on test batches): CE 97.2/98.0%, Delta 8.0e4;
 gamma 0.3: 97.7/98.0%, 2.4e4; gamma 1: 97.3/97.9%, 690 (sigma equal across taps); gamma 2:
 97.4% (seed 0), 1.4e3; gamma 3: 11.9% (collapsed). gamma 1 is the smallest value that
-equalises sigma across depth, at no measurable cost, with a factor 2 to the cliff.
+equalises sigma across depth, at no measurable cost; the cliff is seed-dependent (gamma 1.5
+collapsed one seed of two at 3 epochs, docs/fidelity.md#laplacian).
 
 Numerics: the defaults are exact float32 and the Gram form on every device, so the same
 command gives the same numbers (to float32 rounding) on any machine. Faster choices are

@@ -46,6 +46,7 @@ import torch
 
 from ..errors import RbgError
 from ..rundir.atomic import write_text_atomic
+from ..rundir.folder import read_run_json
 from ..settings import setting
 from .cell import Cell
 from .checks import require
@@ -168,14 +169,15 @@ class AutoAttackPerturbation(Perturbation):
         x_all, y_all = ctx.images, ctx.labels
         path = self.state_path(cell, ctx)
         identity = _identity(cell, y_all)
-        state = _read_state(path, identity)
+        clean = torch.zeros(n, dtype=torch.bool)  # the clean predictions, always recomputed
+        with torch.inference_mode():
+            for i, (a, b) in enumerate(windows, start=1):
+                clean[a:b] = (ctx.predictions(ctx.model(x_all[a:b]), self.name)
+                              == y_all[a:b]).cpu()
+                ctx.advance(i, total)
+        state = _read_state(path, identity, clean, len(attacks) * len(windows))
         if state is None:
-            robust = torch.zeros(n, dtype=torch.bool)
-            with torch.inference_mode():
-                for i, (a, b) in enumerate(windows, start=1):
-                    robust[a:b] = (ctx.model(x_all[a:b]).argmax(1) == y_all[a:b]).cpu()
-                    ctx.advance(i, total)
-            done = 0
+            robust, done = clean.clone(), 0
             _write_state(path, identity, robust, done)
         else:
             robust, done = state
@@ -245,21 +247,40 @@ def _identity(cell: Cell, labels: torch.Tensor) -> dict[str, Any]:
             "eps": float(cell.param_value), "images": int(len(labels)), "labels": digest}
 
 
-def _read_state(path: Path | None, identity: dict[str, Any]
+def _read_state(path: Path | None, identity: dict[str, Any], clean: torch.Tensor, units: int
                 ) -> tuple[torch.Tensor, int] | None:
-    """The robust flags and the units done of a matching state file, else None."""
-    if path is None or not path.exists():
+    """The robust flags and the units done of the state file, None where there is none or it
+    is of other images (another test split: computed afresh). A state of this cell is
+    checked against what it must be: ``done`` in 0..``units``, one flag per image, and
+    robust only where the clean prediction is correct (an attack never makes an image
+    right); anything else is one line naming the file (it would be a wrong number).
+
+    Raises:
+        RbgError: the file is not a regular file, not JSON, or not a valid state.
+    """
+    if path is None:
         return None
     try:
-        data = json.loads(path.read_text())
-        if {k: data.get(k) for k in identity} != identity:
-            return None
-        robust = torch.tensor([bool(v) for v in data["robust"]], dtype=torch.bool)
-        done = int(data["done"])
-    except (OSError, ValueError, KeyError, TypeError):
+        data = read_run_json(path)
+    except FileNotFoundError:
         return None
-    if len(robust) != identity["images"] or done < 0:
-        return None
+    bad = f"{path} is not a valid AutoAttack state file"
+    fix = "delete it to compute the cell afresh"
+    if not isinstance(data, dict):
+        raise RbgError(f"{bad} (not a JSON object); {fix}")
+    if any(data.get(k) != identity[k] for k in ("format", "labels", "images")):
+        return None  # another test split or an older rbg's state: computed afresh
+    if {k: data.get(k) for k in identity} != identity:
+        raise RbgError(f"{bad} (it names another cell); {fix}")
+    flags, done = data.get("robust"), data.get("done")
+    if not isinstance(flags, list) or len(flags) != identity["images"] or \
+            any(v not in (0, 1) or isinstance(v, float) for v in flags):
+        raise RbgError(f"{bad} (robust must be {identity['images']} flags 0 or 1); {fix}")
+    if isinstance(done, bool) or not isinstance(done, int) or not 0 <= done <= units:
+        raise RbgError(f"{bad} (done {done!r} is not a count of units in 0..{units}); {fix}")
+    robust = torch.tensor([bool(v) for v in flags], dtype=torch.bool)
+    if bool((robust & ~clean).any()):
+        raise RbgError(f"{bad} (images misclassified when clean are marked robust); {fix}")
     return robust, done
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ..config import stable_seed
 from ..data import ImageData
+from ..errors import RbgError
 from ..models import TappedModel
 from .cell import Cell
 
@@ -54,6 +55,30 @@ class EvalContext:
         """Report ``done`` of ``total`` units (batches, over every repeat) of the cell."""
         if self.progress is not None:
             self.progress(done, total)
+
+    def predictions(self, logits: torch.Tensor, family: str) -> torch.Tensor:
+        """The classes ``logits`` predict: the one place a family turns the network's outputs
+        into predictions it scores. Non-finite logits are an error naming the run and the
+        family, never a prediction (the argmax of NaNs is class 0, which would score a
+        broken network at the frequency of class 0).
+
+        Raises:
+            RbgError: a logit is NaN or infinite.
+        """
+        if not bool(torch.isfinite(logits).all()):
+            raise self.non_finite(family)
+        return logits.argmax(1)
+
+    @property
+    def where(self) -> str:
+        """The run as an error names it: its folder in ``rbg attack``, else its name."""
+        return str(self.work_dir) if self.work_dir is not None else f"run {self.run}"
+
+    def non_finite(self, family: str) -> RbgError:
+        """The error of a network whose outputs under ``family`` are not finite."""
+        return RbgError(f"{self.where}: the network's outputs under {family} are not finite "
+                        "numbers (NaN or infinite logits: broken weights or normalisation "
+                        "statistics); no result of it is written")
 
     def keep_per_image(self, cell: Cell, table: Any) -> None:
         """Keep a table of per-image values of ``cell`` (the columns of

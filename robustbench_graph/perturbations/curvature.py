@@ -243,7 +243,8 @@ class Curvature(Perturbation):
             with torch.inference_mode():
                 for _ in range(s.noise_draws):
                     noise = torch.stack([self._noise(x[0], g) for g in gens])
-                    survived += (model((x + noise).clamp(0.0, 1.0)).argmax(1) == y).long()
+                    logits = model((x + noise).clamp(0.0, 1.0))
+                    survived += (ctx.predictions(logits, self.name) == y).long()
             columns["survived"].append(survived)
             ctx.advance(b + 1, batches)
         values = {k: torch.cat(v).cpu() for k, v in columns.items()}

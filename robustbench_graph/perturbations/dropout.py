@@ -72,8 +72,12 @@ class BlockDropout(Perturbation):
     presets = {"grey": {"p": (0.1, 0.25, 0.4, 0.5, 0.6, 0.75)}}
     headline_setting = {"grey": 0.5, "colour": 0.4}
 
-    def taps(self, model: TappedModel) -> list[torch.nn.Module]:
+    def taps(self, model: TappedModel, where: str = "") -> list[torch.nn.Module]:
         taps = model.block_taps
+        if not taps:  # e.g. imported with --blocks '': the rows would be the clean accuracy
+            raise RbgError(f"{where + ': ' if where else ''}dropout has no block to act "
+                           "after (the model declares none; an imported model names them "
+                           "with --blocks)")
         if not self.settings.blocks:
             return taps
         if max(self.settings.blocks) > len(taps):
@@ -84,6 +88,6 @@ class BlockDropout(Perturbation):
     @contextmanager
     def perturbed_model(self, draw: Draw) -> Iterator[TappedModel]:
         model = draw.ctx.model
-        with transform_outputs(self.taps(model), seeded_dropout(draw.cell.param_value,
-                                                                draw.generator)):
+        drop = seeded_dropout(draw.cell.param_value, draw.generator)
+        with transform_outputs(self.taps(model, draw.ctx.where), drop):
             yield model

@@ -192,7 +192,7 @@ class Perturbation:
                     with torch.inference_mode():
                         logits = (model.forward_normalized(adv) if self.space == "normalized"
                                   else model(adv))
-                    correct += int((logits.argmax(1) == y).sum())
+                    correct += int((ctx.predictions(logits, self.name) == y).sum())
                     done += 1
                     ctx.advance(done, total)
             rows.append(Measurement(r, "accuracy", correct / n, n))

@@ -115,7 +115,8 @@ def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = N
 def figure_specs(report: Report) -> list[FigureSpec]:
     """Per dataset/model: its curves, the families' per-image figures, its boxes."""
     declared = sorted(declaring(PerImageFigure), key=lambda d: perturbation_rank(d[0]))
-    loaded = [(fig, per_image_tables(report.results, family, fig.cells, fig.columns))
+    loaded = [(fig, per_image_tables(report.results, family, fig.cells, fig.columns,
+                                     report.warnings))
               for family, fig in declared]
     specs: list[FigureSpec] = []
     for (dataset, model), dm in report.networks.groupby(["dataset", "model"], sort=True):

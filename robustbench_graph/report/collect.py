@@ -28,9 +28,9 @@ from ..rundir.attack_record import (
     settings_of,
     show_setting,
 )
-from ..rundir.folder import RESULTS, find_runs, read_config, read_status
+from ..rundir.folder import RESULTS, find_runs, read_config, read_run_bytes, read_status
 from ..rundir.imported_model import is_imported
-from ..rundir.per_image import read_per_image
+from ..rundir.per_image import load_per_image, per_image_path
 from ..rundir.results import COLUMNS, UNRECORDED, read_results, repair
 from .methods import MethodConfig, imported_method_config, method_config, name_methods
 
@@ -213,10 +213,12 @@ class PerImageTable:
 
 
 def per_image_tables(results: pd.DataFrame, perturbation: str, cells: CellFilter,
-                     columns: tuple[str, ...]) -> list[PerImageTable]:
+                     columns: tuple[str, ...], warnings: list[str] | None = None
+                     ) -> list[PerImageTable]:
     """The per-image tables (with ``columns``) of the ``perturbation``'s cells that ``cells``
-    selects, one per network and cell, in the order of ``results``; a missing or unreadable
-    file is left out."""
+    selects, one per network and cell, in the order of ``results``; a missing file is left
+    out, and so is an unreadable or malformed one (a FIFO, a distance ``abc``), with a line
+    in ``warnings`` naming it."""
     rows = results[results["perturbation"] == perturbation]
     if cells.param is not None:
         rows = rows[rows["param"].astype(str) == cells.param]
@@ -228,15 +230,23 @@ def per_image_tables(results: pd.DataFrame, perturbation: str, cells: CellFilter
                 ].drop_duplicates()
     out = []
     for r in rows.itertuples(index=False):
-        table = read_per_image(Path(r.run_path), perturbation, str(r.param),
-                               float(r.param_value), str(r.settings), columns)
-        if table is not None:
-            out.append(PerImageTable(str(r.dataset), str(r.model), str(r.method),
-                                     str(r.run_path), table))
+        path = per_image_path(Path(r.run_path), perturbation, str(r.param),
+                              float(r.param_value), str(r.settings))
+        try:
+            table = load_per_image(path, columns)
+        except FileNotFoundError:
+            continue
+        except RbgError as err:
+            if warnings is not None and f"{err}; left out" not in warnings:
+                warnings.append(f"{err}; left out")
+            continue
+        out.append(PerImageTable(str(r.dataset), str(r.model), str(r.method),
+                                 str(r.run_path), table))
     return out
 
 
 SMOOTHNESS = "smoothness.png"
+MAX_PICTURE_BYTES = 2**26  # a smoothness figure beyond this is not rbg's
 
 
 def find_smoothness(runs_root: Path, out_dir: Path) -> tuple[Path, bytes] | None:
@@ -244,5 +254,8 @@ def find_smoothness(runs_root: Path, out_dir: Path) -> tuple[Path, bytes] | None
     for folder in (runs_root, runs_root / "smoothness", out_dir, out_dir / "smoothness"):
         path = Path(folder) / SMOOTHNESS
         if path.is_file():
-            return path, path.read_bytes()
+            try:
+                return path, read_run_bytes(path, MAX_PICTURE_BYTES)
+            except (FileNotFoundError, RbgError):
+                continue
     return None

@@ -18,7 +18,6 @@ This module reads and writes them and knows nothing of models or losses.
 from __future__ import annotations
 
 import json
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from safetensors.torch import save as save_safetensors
 
 from ..config import MAX_SEED, TrainConfig
 from ..errors import RbgError
+from ..reading import read_bounded
 from .atomic import atomic_write, write_json_atomic
 
 CONFIG = "config.json"
@@ -46,19 +46,14 @@ MAX_JSON_BYTES = 16 * 2**20  # a config, status or attack record beyond this is 
 
 def read_run_bytes(path: Path, limit: int) -> bytes:
     """The bytes of a run file, read only if it is a regular file of at most ``limit`` bytes
-    (a FIFO would hang the read, a link to /dev/zero never end it)."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise
-    except OSError as err:
-        raise RbgError(f"{path} cannot be read ({err.strerror})") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise RbgError(f"{path} is not a regular file")
-    if info.st_size > limit:
-        raise RbgError(f"{path} is too large for an rbg run file ({info.st_size} bytes)")
-    with open(path, "rb") as fh:
-        return fh.read(limit + 1)[:limit]
+    (:func:`robustbench_graph.reading.read_bounded`: no FIFO, no endless device, no reservation
+    of the whole limit).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        RbgError: anything else that makes it unreadable, naming the file.
+    """
+    return read_bounded(path, limit, RbgError, " for an rbg run file")
 
 
 def read_run_json(path: Path) -> Any:
@@ -141,8 +136,12 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise RbgError(f"missing weights file {path}") from None
     try:
         return load_safetensors(data)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise RbgError(f"{path} is not a valid safetensors weights file ({err})") from None
+    except KeyError as err:  # a dtype safetensors knows and its torch side does not
+        raise RbgError(f"{path} holds a tensor of dtype {err.args[0] if err.args else '?'}, "
+                       "which this torch cannot load") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as err:
+        message = (str(err).splitlines() or [type(err).__name__])[0]
+        raise RbgError(f"{path} is not a valid safetensors weights file ({message})") from None
 
 
 def find_runs(root: Path) -> list[Path]:

@@ -4,48 +4,55 @@ An imported run folder is a finished run that ``attack``, ``report`` and ``smoot
 unchanged. Its ``config.json`` holds, beside the usual ``train`` record (dataset, a model
 label, loss ``imported``), an ``imported`` record: where the network's code came from (a
 Python file, copied into the folder as ``model_source.py``; an importable module; or a
-torchvision architecture), the factory and its keyword arguments, the SHA-256 of the source
-and of the weights file, what input the network expects (:mod:`.models.external`), its block
-and ReLU taps. The weights are stored as ``model.safetensors`` (read by
-:mod:`.imported_model`, which also rebuilds the model when the folder is loaded).
+torchvision architecture), the factory and its keyword arguments, the SHA-256 of the source,
+of the weights file given and of the ``model.safetensors`` written (``stored_sha256``), what
+input the network expects (:mod:`.models.external`), its block and ReLU taps. The folder is
+read back by :mod:`.imported_model`, which rebuilds the model when the folder is loaded.
 
-Everything is checked before anything is written: the factory exists and builds an
-``nn.Module``, the weights fit it exactly, and a batch of the dataset's shape gives (batch,
-classes) logits. The folder is then written under a temporary name and renamed.
+Everything is checked before anything is written, under a time limit: the factory exists in
+the source and builds an ``nn.Module``, the weights fit it exactly, and a batch of the
+dataset's shape gives (batch, classes) logits. The folder is then written under a temporary
+name beside it and renamed, and the user's trust in its code recorded (:mod:`.trust`). An
+existing folder is replaced only when it is proven an rbg run folder (:mod:`.replace`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..config import MAX_SEED, TrainConfig
 from ..data import DatasetInfo, dataset_info
 from ..errors import RbgError
 from ..models.external import INPUT_SPACES, ExternalModel, default_blocks
 from .atomic import DIR_MODE, write_json_atomic
-from .folder import CONFIG, WEIGHTS, save_weights, write_status
-from .imported_model import (
-    IMPORTED_LOSS,
+from .folder import CONFIG, WEIGHTS, read_run_bytes, read_run_json, save_weights, write_status
+from .imported_model import IMPORTED_LOSS, load_into, read_state_dict
+from .provenance import software_record
+from .replace import check_target, replace_folder
+from .trust import record_trust
+from .user_code import (
+    CODE_KINDS,
+    DEFAULT_TIMEOUT,
+    MAX_SOURCE_BYTES,
     SOURCE_COPY,
     ModelSource,
     build_network,
     describe_error,
-    load_into,
-    module_file,
-    read_state_dict,
+    locate_module,
+    sha256_bytes,
     sha256_of,
+    time_limit,
+    user_code,
 )
-from .provenance import software_record
 
 
 def parse_source(*, model_file: str | None, module: str | None, torchvision: str | None,
@@ -81,6 +88,8 @@ def parse_kwargs(items: list[str] | None) -> dict[str, Any]:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
             out[key] = value
+        except RecursionError:
+            raise RbgError(f"--kw {key}: its value is nested too deeply") from None
     return out
 
 
@@ -91,6 +100,8 @@ def check_output(model: ExternalModel, info: DatasetInfo) -> None:
     try:
         with torch.no_grad():
             out = model(x)
+    except (KeyboardInterrupt, RbgError):
+        raise
     except Exception as err:
         raise RbgError(f"the model fails on a batch of two {shape} images of dataset "
                        f"{info.name!r} ({describe_error(err)})") from None
@@ -117,6 +128,7 @@ class ImportRequest:
     method: str | None = None  # None: "<label> (imported)"
     split_seed: int = 0
     data_dir: Path | None = None  # where a dataset read from files is (imagefolder)
+    timeout: float | None = DEFAULT_TIMEOUT  # seconds for building and checking the model
 
 
 def _statistics(req: ImportRequest, info: DatasetInfo) -> tuple[list[float], list[float]]:
@@ -127,9 +139,27 @@ def _statistics(req: ImportRequest, info: DatasetInfo) -> tuple[list[float], lis
         if len(values) not in (1, channels):
             raise RbgError(f"{name} needs 1 or {channels} values for dataset {info.name!r}, "
                            f"got {len(values)}")
+    if not all(math.isfinite(v) for v in mean + std):
+        raise RbgError("--mean and --std values must be finite numbers")
     if any(s <= 0 for s in std):
         raise RbgError("--std values must be positive")
     return mean * (channels // len(mean)), std * (channels // len(std))
+
+
+def _read_source(source: ModelSource) -> tuple[bytes | None, Path | None, str | None]:
+    """A file source's bytes (what runs and is copied), or a module's file, with its
+    SHA-256; nothing is run."""
+    if source.kind == "file":
+        path = Path(source.target)
+        try:
+            code = read_run_bytes(path, MAX_SOURCE_BYTES)
+        except FileNotFoundError:
+            raise RbgError(f"model file {path} does not exist") from None
+        return code, path, sha256_bytes(code)
+    if source.kind == "module":
+        path = locate_module(source.target)
+        return None, path, sha256_of(path)
+    return None, None, None
 
 
 def import_model(run_dir: Path, req: ImportRequest, *, overwrite: bool = False) -> Path:
@@ -139,32 +169,33 @@ def import_model(run_dir: Path, req: ImportRequest, *, overwrite: bool = False) 
         RbgError: anything that does not fit (nothing is written then).
     """
     run_dir = Path(run_dir)
-    if run_dir.exists() and not overwrite and (not run_dir.is_dir() or any(run_dir.iterdir())):
-        raise RbgError(f"{run_dir} already exists and is not empty; use another folder or "
-                       "--overwrite")
+    target = check_target(run_dir, overwrite)
     if req.input_space not in INPUT_SPACES:
         raise RbgError(f"unknown --input {req.input_space!r}; valid: {', '.join(INPUT_SPACES)}")
     if not 0 <= req.seed <= MAX_SEED:
         raise RbgError(f"--seed must be in 0..{MAX_SEED}, got {req.seed}")
+    if req.timeout is not None and not (math.isfinite(req.timeout) and req.timeout > 0):
+        raise RbgError(f"--timeout must be a positive number of seconds, got {req.timeout}")
     info = dataset_info(req.dataset, req.data_dir)
     mean, std = _statistics(req, info)
-    net = build_network(req.source)
-    state, weights_format = read_state_dict(req.weights)
-    load_into(net, state, str(req.weights))
-    blocks = list(req.blocks) if req.blocks is not None else default_blocks(net)
-    model = ExternalModel(net, info, input_space=req.input_space, mean=mean, std=std,
-                          blocks=blocks).eval()
-    check_output(model, info)
+    code, code_path, code_sha = _read_source(req.source)
+    with time_limit(req.timeout, "checking the model"), user_code("checking the model"):
+        net = build_network(req.source, code, code_path)
+        state, weights_format = read_state_dict(req.weights)
+        load_into(net, state, str(req.weights))
+        blocks = list(req.blocks) if req.blocks is not None else default_blocks(net)
+        model = ExternalModel(net, info, input_space=req.input_space, mean=mean, std=std,
+                              blocks=blocks).eval()
+        check_output(model, info)
+        weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        relu_taps, parameters = len(model.relu_taps), sum(p.numel() for p in net.parameters())
     source_record: dict[str, Any] = {"kind": req.source.kind, "factory": req.source.factory,
                                      "kwargs": req.source.kwargs}
     if req.source.kind == "file":
-        path = Path(req.source.target).resolve()
-        source_record.update(path=str(path), sha256=sha256_of(path), copy=SOURCE_COPY)
+        source_record.update(path=str(Path(req.source.target).resolve()), sha256=code_sha,
+                             copy=SOURCE_COPY)
     elif req.source.kind == "module":
-        module = sys.modules.get(req.source.target)
-        file = module_file(module) if module is not None else None
-        source_record.update(module=req.source.target, path=str(file) if file else None,
-                             sha256=sha256_of(file) if file and file.is_file() else None)
+        source_record.update(module=req.source.target, path=str(code_path), sha256=code_sha)
     else:
         import torchvision
 
@@ -173,11 +204,10 @@ def import_model(run_dir: Path, req: ImportRequest, *, overwrite: bool = False) 
     train = TrainConfig(dataset=req.dataset, model=req.source.label, loss=IMPORTED_LOSS,
                         split_seed=req.split_seed)
     train.validate()
-    label = req.method or f"{req.source.label} (imported)"
     record = dict(
-        run=run_dir.name,
+        run=target.name,
         seed=req.seed,
-        method=label,
+        method=req.method or f"{req.source.label} (imported)",
         train={k: v for k, v in train.to_dict().items()
                if k in ("dataset", "model", "loss", "split_seed")},
         **software_record(),
@@ -188,36 +218,35 @@ def import_model(run_dir: Path, req: ImportRequest, *, overwrite: bool = False) 
                         "sha256": sha256_of(Path(req.weights)), "format": weights_format},
             "input": {"space": req.input_space, "mean": mean, "std": std},
             "blocks": blocks,
-            "relu_taps": len(model.relu_taps),
+            "relu_taps": relu_taps,
             "num_classes": info.num_classes,
-            "parameters": sum(p.numel() for p in net.parameters()),
+            "parameters": parameters,
         },
     )
-    _write_folder(run_dir, record, net, req, overwrite)
+    _write_folder(target, record, weights, code, code_sha, req.source.kind)
     return run_dir
 
 
-def _write_folder(run_dir: Path, record: dict[str, Any], net: nn.Module, req: ImportRequest,
-                  overwrite: bool) -> None:
-    """Write the run under a temporary name beside ``run_dir``, then rename it."""
-    parent = run_dir.parent
+def _write_folder(target: Path, record: dict[str, Any], weights: dict[str, torch.Tensor],
+                  code: bytes | None, code_sha: str | None, kind: str) -> None:
+    """Write the run under a temporary name beside ``target``, record the user's trust in
+    its code, then put it in place (:func:`.replace.replace_folder`)."""
+    parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.importing-", dir=parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.importing-", dir=parent))
     try:
         tmp.chmod(DIR_MODE)
-        save_weights(tmp / WEIGHTS, {k: v.clone() for k, v in net.state_dict().items()})
-        if req.source.kind == "file":
-            shutil.copyfile(req.source.target, tmp / SOURCE_COPY)
+        save_weights(tmp / WEIGHTS, weights)
+        stored_sha = sha256_of(tmp / WEIGHTS)
+        record["imported"]["weights"]["stored_sha256"] = stored_sha
+        if code is not None:
+            (tmp / SOURCE_COPY).write_bytes(code)
         write_json_atomic(tmp / CONFIG, record)
         write_status(tmp, "complete", imported=True)
-        if run_dir.exists():
-            if run_dir.is_dir() and not run_dir.is_symlink():
-                shutil.rmtree(run_dir) if overwrite else run_dir.rmdir()
-            else:
-                run_dir.unlink()
-        tmp.rename(run_dir)
+        if kind in CODE_KINDS:  # the folder as written, read back as it will be loaded
+            written = read_run_json(tmp / CONFIG)["imported"]
+            record_trust(target, written, code_sha, stored_sha, "rbg import")
+        replace_folder(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-

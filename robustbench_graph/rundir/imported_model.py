@@ -1,7 +1,9 @@
-"""An imported run's network (docs/models.md#import): where its code is
-(:class:`ModelSource`), building it, reading a weights file and fitting it exactly, and
-rebuilding the model of an imported run folder for
-:func:`~robustbench_graph.rundir.runs.load_run` (:func:`rebuild`).
+"""An imported run's network (docs/models.md#import): reading a weights file and fitting it
+exactly, and rebuilding the model of an imported run folder for
+:func:`~robustbench_graph.rundir.runs.load_run` (:func:`rebuild`): its code and weights are
+first checked against their recorded SHA-256 (:mod:`.run_code`), and the code runs only when
+the user trusts it (:mod:`.trust`), under a time limit (:mod:`.user_code`, which also knows
+where the code is and builds the network).
 
 The weights are read from safetensors or from a ``state_dict`` loaded with
 ``weights_only=True`` (never a pickled module). Writing such a folder (``rbg import``) is
@@ -10,124 +12,24 @@ The weights are read from safetensors or from a ``state_dict`` loaded with
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import pickle
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from ..data import DatasetInfo
 from ..errors import RbgError
 from ..models.external import ExternalModel
 from .folder import CONFIG, WEIGHTS, load_weights
+from .run_code import inspect_run, untrusted_message
+from .user_code import DEFAULT_TIMEOUT, build_network, describe_error, time_limit, user_code
+from .user_code import is_imported as is_imported
 
-SOURCE_COPY = "model_source.py"
-KINDS = ("file", "module", "torchvision")
 IMPORTED_LOSS = "imported"  # the ``loss`` of an imported run's train record
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a network's code is: ``kind`` file (``target`` a path), module (a module name)
-    or torchvision (an architecture name); ``factory`` is called with ``kwargs``."""
-
-    kind: str
-    target: str
-    factory: str | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """The model column of its results: ``net.py:make_model``, ``torchvision.resnet18``."""
-        if self.kind == "torchvision":
-            return f"torchvision.{self.target}"
-        target = Path(self.target).name if self.kind == "file" else self.target
-        return f"{target}:{self.factory}"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def describe_error(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
-
-
-def _exec_file(path: Path) -> Any:
-    """The module defined by a Python file (run under a private name, not kept in
-    ``sys.modules``)."""
-    name = f"rbg_imported_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise RbgError(f"{path} is not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses and pickling look the module up while it runs
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:
-        raise RbgError(f"{path} fails to run ({describe_error(err)})") from None
-    finally:
-        sys.modules.pop(name, None)
-    return module
-
-
-def module_file(module: Any) -> Path | None:
-    path = getattr(module, "__file__", None)
-    return Path(path) if path else None
-
-
-def build_network(source: ModelSource, code_path: Path | None = None) -> nn.Module:
-    """Run the source's factory; ``code_path`` overrides a file source's path (the run
-    folder's copy)."""
-    if source.kind == "torchvision":
-        import torchvision.models as tvm
-
-        if source.target not in tvm.list_models():
-            raise RbgError(f"unknown torchvision architecture {source.target!r} (see "
-                           "torchvision.models.list_models())")
-        make = lambda **kw: tvm.get_model(source.target, weights=None, **kw)  # noqa: E731
-        where = f"torchvision architecture {source.target!r}"
-    else:
-        if source.kind == "file":
-            path = Path(code_path or source.target)
-            if not path.is_file():
-                raise RbgError(f"model file {path} does not exist")
-            module = _exec_file(path)
-            where = str(path)
-        else:
-            try:
-                module = importlib.import_module(source.target)
-            except Exception as err:
-                raise RbgError(f"module {source.target!r} cannot be imported "
-                               f"({describe_error(err)})") from None
-            where = f"module {source.target!r}"
-        make = getattr(module, str(source.factory), None)
-        if not callable(make):
-            defined = sorted(n for n, v in vars(module).items()
-                             if callable(v) and not n.startswith("_")
-                             and getattr(v, "__module__", None) == module.__name__)
-            raise RbgError(f"{where} has no factory {source.factory!r} (it defines: "
-                           f"{', '.join(defined) or 'nothing callable'})")
-        where = f"{where}:{source.factory}"
-    try:
-        net = make(**source.kwargs)
-    except Exception as err:
-        raise RbgError(f"{where} failed with the given keyword arguments "
-                       f"({describe_error(err)})") from None
-    if not isinstance(net, nn.Module):
-        raise RbgError(f"{where} returned a {type(net).__name__}, not a torch nn.Module")
-    return net
 
 
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
@@ -178,37 +80,30 @@ def load_into(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> Non
     net.load_state_dict(state, strict=True)
 
 
-def is_imported(record: dict[str, Any]) -> bool:
-    return isinstance(record.get("imported"), dict)
-
-
-def rebuild(run_dir: Path, record: dict[str, Any], info: DatasetInfo) -> ExternalModel:
-    """An imported run's model, from its recorded source and its folder's weights. A file
-    source runs from the folder's copy; a module's code must be unchanged since the import."""
+def _parse_weights(data: bytes, path: Path) -> dict[str, torch.Tensor]:
     try:
-        imported = record["imported"]
-        src = imported["source"]
-        source = ModelSource(src["kind"], src.get("architecture") or src.get("module")
-                             or src.get("path") or "", src.get("factory"),
-                             dict(src.get("kwargs") or {}))
-        io_record = imported["input"]
-        blocks = list(imported["blocks"])
+        return load_safetensors(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+        raise RbgError(f"{path} is not a valid safetensors weights file ({err})") from None
+
+
+def rebuild(run_dir: Path, record: dict[str, Any], info: DatasetInfo,
+            timeout: float | None = DEFAULT_TIMEOUT) -> ExternalModel:
+    """An imported run's model, from its recorded source and its folder's weights, once
+    :func:`inspect_run` has checked them and the user trusts the code (:mod:`.trust`)."""
+    run_dir = Path(run_dir)
+    code = inspect_run(run_dir, record)
+    try:
+        io_record = record["imported"]["input"]
+        space, mean, std = io_record["space"], io_record["mean"], io_record["std"]
+        blocks = list(record["imported"]["blocks"])
     except (KeyError, TypeError, AttributeError):
         raise RbgError(f"{run_dir / CONFIG}: its 'imported' record is incomplete") from None
-    if source.kind not in KINDS:
-        raise RbgError(f"{run_dir / CONFIG}: unknown model source kind {source.kind!r}")
-    code = None
-    if source.kind == "file":
-        code = Path(run_dir) / SOURCE_COPY
-        if not code.is_file() or sha256_of(code) != src.get("sha256"):
-            raise RbgError(f"{code} is missing or differs from the imported source "
-                           "(SHA-256); import the model again")
-    net = build_network(source, code)
-    if source.kind == "module" and src.get("sha256"):
-        file = module_file(sys.modules.get(source.target))
-        if file is None or not file.is_file() or sha256_of(file) != src["sha256"]:
-            raise RbgError(f"module {source.target!r} changed since it was imported into "
-                           f"{run_dir} (SHA-256 differs); import it again")
-    load_into(net, load_weights(Path(run_dir) / WEIGHTS), str(Path(run_dir) / WEIGHTS))
-    return ExternalModel(net, info, input_space=io_record["space"], mean=io_record["mean"],
-                         std=io_record["std"], blocks=blocks)
+    if not code.trusted:
+        raise RbgError(untrusted_message([run_dir]))
+    with time_limit(timeout, f"building the model of {run_dir}"), \
+            user_code(f"building the model of {run_dir}"):
+        net = build_network(code.source, code.code, code.code_path)
+        load_into(net, _parse_weights(code.weights, run_dir / WEIGHTS),
+                  str(run_dir / WEIGHTS))
+        return ExternalModel(net, info, input_space=space, mean=mean, std=std, blocks=blocks)

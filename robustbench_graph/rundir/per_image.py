@@ -10,14 +10,18 @@ atomically before the cell's rows reach ``results.csv``.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
 
+from ..errors import RbgError
 from .atomic import atomic_write
+from .folder import read_run_bytes
 
 FOLDER = "per_image"
 KEY_COLUMNS = ("image", "label")
+MAX_PER_IMAGE_BYTES = 2**30  # a per-image file beyond this is not rbg's
 
 
 def per_image_path(run_dir: Path, perturbation: str, param: str, param_value: float,
@@ -37,12 +41,33 @@ def read_per_image(run_dir: Path, perturbation: str, param: str, param_value: fl
                    fingerprint: str, values: tuple[str, ...] = ("distance",)
                    ) -> pd.DataFrame | None:
     """The kept values of one cell (with at least the columns ``values``), or None where
-    there are none (or they are unreadable: the report then draws no curve from them)."""
+    there are none or they are unreadable (:func:`load_per_image` says why)."""
     path = per_image_path(run_dir, perturbation, param, param_value, fingerprint)
     try:
-        table = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError):
+        return load_per_image(path, values)
+    except (FileNotFoundError, RbgError):
         return None
+
+
+def load_per_image(path: Path, values: tuple[str, ...] = ("distance",)) -> pd.DataFrame:
+    """The per-image file ``path``, checked: a regular file of sane size (read through
+    :func:`.folder.read_run_bytes`: a FIFO or a link to /dev/zero is refused, never read),
+    CSV with the key columns first, the columns ``values``, and numbers in all of them (a
+    distance ``abc`` would otherwise reach a figure as text).
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        RbgError: it is there but not a per-image file of these values, naming it.
+    """
+    raw = read_run_bytes(Path(path), MAX_PER_IMAGE_BYTES)
+    try:
+        table = pd.read_csv(io.BytesIO(raw))
+    except (ValueError, pd.errors.ParserError):  # EmptyDataError, UnicodeDecodeError too
+        raise RbgError(f"{path} is not a CSV file") from None
     if list(table.columns[:2]) != list(KEY_COLUMNS) or not set(values) <= set(table.columns):
-        return None
+        raise RbgError(f"{path} lacks the columns {', '.join([*KEY_COLUMNS, *values])}")
+    for column in (*KEY_COLUMNS, *values):
+        if not pd.api.types.is_numeric_dtype(table[column]) or \
+                pd.api.types.is_bool_dtype(table[column]):
+            raise RbgError(f"{path}: column {column!r} holds a value that is not a number")
     return table

@@ -3,6 +3,8 @@
 * :mod:`.spec`: :class:`~.spec.RunSpec`, the run's name and ``config.json`` record, the sweep
   of runs (:func:`~.spec.plan_runs`) and what to do with an existing folder;
 * :mod:`.checkpoint`: the resumable per-epoch checkpoint;
+* :mod:`.selection`: the validation metrics of each epoch and the best validation epoch
+  (``--select best-val``);
 * :mod:`.loop`: :func:`~.loop.train_run`, the training loop.
 """
 

@@ -1,4 +1,5 @@
-"""The training checkpoint (``checkpoint.pt``): the state of the last finished epoch, written
+"""The training checkpoint (``checkpoint.pt``): the state of the last finished epoch (and, for
+``--select best-val``, the best validation epoch so far with its weights, ``best``), written
 atomically behind a header (magic, SHA-256 of the payload, the run's fingerprint), so that a
 killed run resumes and a damaged or foreign checkpoint is refused before use."""
 

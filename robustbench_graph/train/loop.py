@@ -6,6 +6,10 @@ Each epoch ends with an atomic checkpoint (weights, optimiser, scheduler, loss s
 augmentation of epoch e come from generators seeded by (seed, e), so a resumed run ends with
 the same weights as an uninterrupted one. The model is built with the classifier head its
 loss declares (``TrainingLoss.head``), recorded in ``config.json`` (:mod:`.spec`).
+
+With ``val_fraction`` a stratified part of the training split is held out (recorded in
+``config.json``), evaluated after every epoch (:mod:`.selection`) and, with ``select =
+"best-val"``, the best validation epoch's weights are the ones kept.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import torch
 
 from ..config import TrainConfig, stable_seed
-from ..data import DatasetInfo, ImageData, load_dataset
+from ..data import DatasetInfo, ImageData, load_dataset, split_validation
 from ..device import generator, seed_everything
 from ..errors import RbgError
 from ..inference import accuracy
@@ -41,6 +45,7 @@ from ..rundir.folder import (
 )
 from ..rundir.runs import build_model
 from .checkpoint import load_checkpoint, run_fingerprint, save_checkpoint
+from .selection import BestEpoch, evaluate
 from .spec import RunSpec, loss_head, prepare_run_dir
 
 
@@ -104,7 +109,9 @@ def train_run(
     on_progress: Callable[[Progress], None] | None = None,
     datasets: tuple[ImageData, ImageData] | None = None,
 ) -> RunOutcome:
-    """Train one run; returns ``skipped`` when the folder already holds it complete."""
+    """Train one run; returns ``skipped`` when the folder already holds it complete.
+    ``datasets`` are the whole (training, test) splits: the validation split, if any, is
+    held out of the first here."""
     cfg: TrainConfig = spec.config.resolved()
     # The architecture and its layout are checked before the run folder is touched.
     if datasets is None:
@@ -113,6 +120,10 @@ def train_run(
             load_dataset(cfg.dataset, False, data_dir, split_seed=cfg.split_seed),
         )
     train_data, test_data = datasets
+    val_data, validation = None, None
+    if cfg.val_fraction:
+        split = split_validation(train_data, cfg.val_fraction, cfg.split_seed)
+        train_data, val_data, validation = split.train, split.val, split.record()
     seed_everything(spec.seed)
     model, info = build_model(cfg, train_data.info,
                               *loss_head(cfg.loss, cfg.loss_options))
@@ -124,9 +135,9 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temp_files(run_dir)  # left by a writer that was killed
     if action == "new":
-        write_json_atomic(run_dir / CONFIG, spec.config_record(device, info))
+        write_json_atomic(run_dir / CONFIG, spec.config_record(device, info, validation))
     try:
-        return _train(spec, cfg, model, info, action, device, train_data, test_data,
+        return _train(spec, cfg, model, info, action, device, (train_data, val_data, test_data),
                       on_progress)
     except TrainingDiverged:
         raise
@@ -138,9 +149,13 @@ def train_run(
 
 
 def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: ANN001
-           action: str, device: torch.device, train_data: ImageData, test_data: ImageData,
+           action: str, device: torch.device,
+           data: tuple[ImageData, ImageData | None, ImageData],
            on_progress: Callable[[Progress], None] | None) -> RunOutcome:
-    """The training loop of :func:`train_run` (the run folder is prepared)."""
+    """The training loop of :func:`train_run` (the run folder is prepared); ``data`` are the
+    training, validation (or None) and test splits."""
+    train_data, val_data, test_data = data
+    best = BestEpoch() if cfg.select == "best-val" else None
     run_dir = spec.run_dir
     model.to(device)
     loss_fn = create_loss(cfg.loss, cfg.loss_options, info.num_classes).to(device)
@@ -160,6 +175,8 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
             scheduler.load_state_dict(ckpt["scheduler"])
             loss_fn.load_state_dict(ckpt["loss"])
             log = [tuple(r) for r in ckpt["log"]]  # type: ignore[misc]
+            if best is not None:
+                best = BestEpoch.from_state(ckpt["best"])
         except (RuntimeError, ValueError, KeyError, TypeError) as err:
             raise RbgError(f"cannot resume from {run_dir / CHECKPOINT}: its contents do not fit "
                            f"the model ({type(err).__name__}); use --overwrite to restart"
@@ -220,14 +237,27 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
             (epoch + 1, "test", "accuracy", test_acc),
             (epoch + 1, "train", "lr", lr_used),
         ]
-        save_checkpoint(run_dir / CHECKPOINT, {
+        if val_data is not None:  # the choice reads this split only, never the test split
+            val_acc, val_loss = evaluate(model, val_data, device)
+            log += [(epoch + 1, "val", "loss", val_loss), (epoch + 1, "val", "accuracy", val_acc)]
+            if best is not None:
+                best.offer(epoch + 1, val_acc, model, loss_fn)
+        state = {
             "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "loss": loss_fn.state_dict(), "log": log,
-        }, run_fingerprint(spec))
+        }
+        if best is not None:
+            state["best"] = best.state()
+        save_checkpoint(run_dir / CHECKPOINT, state, run_fingerprint(spec))
         write_text_atomic(run_dir / TRAIN_LOG, _log_csv(log))
         write_status(run_dir, "running", epochs_done=epoch + 1)
 
     model.eval()
+    kept = cfg.epochs  # the epoch whose weights are kept
+    if best is not None:
+        model.load_state_dict(best.model)
+        loss_fn.load_state_dict(best.loss)
+        kept = best.epoch
     with torch.no_grad():
         loss_fn.finish(model, x_train.to(torch.float32) / train_data.scale, y_train)
     save_weights(run_dir / WEIGHTS, model.state_dict())
@@ -236,15 +266,18 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
         save_weights(run_dir / LOSS_STATE, loss_state)
     test_acc = accuracy(model, test_data, device=device)
     extra = loss_fn.final_metrics(model, train_data, test_data, device)
-    log = [r for r in log if not (r[0] == cfg.epochs and r[2] in extra)]
-    log += [(cfg.epochs, "test", name, value) for name, value in extra.items()]
+    log = [r for r in log if not (r[0] == kept and r[2] in extra)]
+    log += [(kept, "test", name, value) for name, value in extra.items()]
     write_text_atomic(run_dir / TRAIN_LOG, _log_csv(log))
     seconds = time.perf_counter() - t0
+    chosen = {} if best is None else {"selected_epoch": kept,
+                                      "selected_val_accuracy": best.accuracy}
     write_status(run_dir, "complete", epochs_done=cfg.epochs, train_seconds=round(seconds, 3),
-                 test_accuracy=test_acc, **extra)
+                 test_accuracy=test_acc, **chosen, **extra)
     (run_dir / CHECKPOINT).unlink(missing_ok=True)
-    final_train = next((v for e, s, m, v in reversed(log) if s == "train" and m == "accuracy"),
-                       train_acc)
-    message = ", ".join(f"{k.replace('_', ' ')} {v:.2%}" for k, v in extra.items())
+    final_train = next((v for e, s, m, v in reversed(log)
+                        if s == "train" and m == "accuracy" and e <= kept), train_acc)
+    message = ", ".join([f"{k.replace('_', ' ')} {v:.2%}" for k, v in extra.items()] + (
+        [] if best is None else [f"kept epoch {kept} (val {best.accuracy:.2%})"]))
     return RunOutcome(spec, "resumed" if action == "resume" else "trained",
                       final_train, test_acc, seconds, message)

@@ -19,6 +19,7 @@ from ..errors import RbgError
 from ..losses import LOSSES, create_loss, method_name, parse_loss_options, resolved_options
 from ..rundir.folder import CHECKPOINT, CONFIG, WEIGHTS, read_config, read_status
 from ..rundir.provenance import software_record
+from ..rundir.replace import check_target
 from ..rundir.runs import HEAD_RECORD, head_record
 
 
@@ -39,11 +40,13 @@ class RunSpec:
         return self.run_dir.name
 
     def config_record(self, device: torch.device | None = None,
-                      info: DatasetInfo | None = None) -> dict[str, Any]:
+                      info: DatasetInfo | None = None,
+                      validation: dict[str, Any] | None = None) -> dict[str, Any]:
         """The run's ``config.json``, with the classifier head its loss trains; with
         ``device``, also the hardware it trains on, with ``info`` the dataset's (recorded: an
-        image folder's info comes from its files)."""
-        hardware: dict[str, Any] = {}
+        image folder's info comes from its files), with ``validation`` the validation split
+        held out of the training split (``ValidationSplit.record``)."""
+        hardware: dict[str, Any] = {} if validation is None else {"validation": validation}
         if info is not None:
             hardware["dataset_info"] = dataclasses.asdict(info)
         if device is not None:
@@ -92,7 +95,8 @@ def plan_runs(config: TrainConfig, seeds: list[int], out: Path) -> list[RunSpec]
     config.validate()
     options = resolved_options(config.loss, config.loss_options)
     config = replace(config.resolved(), loss_options=options)
-    return [RunSpec(config, s, Path(out) / run_name(config, s)) for s in seeds]
+    prefix = run_name(config, 0).removesuffix("seed0")  # the method is named once, not per seed
+    return [RunSpec(config, s, Path(out) / f"{prefix}seed{s}") for s in seeds]
 
 
 def comparable(record: dict[str, Any]) -> dict[str, Any]:
@@ -126,5 +130,6 @@ def prepare_run_dir(spec: RunSpec, overwrite: bool) -> str:
             return "skip"
         return "resume" if (run_dir / CHECKPOINT).exists() else "new"
     if run_dir.exists() and overwrite:
+        check_target(run_dir, overwrite=True)  # only a proven run folder, never the cwd
         shutil.rmtree(run_dir)
     return "new"

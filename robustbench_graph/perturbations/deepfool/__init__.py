@@ -164,8 +164,8 @@ class DeepFool(Perturbation):
         for done, (x, y) in enumerate(ctx.batches(idx), start=1):
             adv = self.attack(ctx.model, x, y, norm)
             with torch.inference_mode():
-                correct = ctx.model(x).argmax(1) == y
-                fooled = ctx.model(adv).argmax(1) != y
+                correct = ctx.predictions(ctx.model(x), self.name) == y
+                fooled = ctx.predictions(ctx.model(adv), self.name) != y
             norms.append((adv - x).flatten(1).norm(p=order, dim=1).cpu())
             correct_all.append(correct.cpu())
             success_all.append((correct & fooled).cpu())
