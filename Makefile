@@ -9,7 +9,7 @@ RUNS ?= runs/demo
 # pip prints one harmless warning per missing local index folder on this machine; hide them.
 QUIET_PIP := grep -v "^WARNING: Location 'file:" || true
 
-.PHONY: demo test test-slow lint paper
+.PHONY: demo test test-slow lint paper bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,3 +41,6 @@ test-slow: $(STAMP)
 lint: $(STAMP)  ## ruff, and the import layers (no circles, nothing up the layers)
 	$(BIN)/ruff check robustbench_graph tests bench scripts
 	$(BIN)/python scripts/import_graph.py
+
+bench: $(STAMP)  ## every speed target at a small size (a few minutes): one table of ratios, appended to bench/RESULTS.md
+	$(BIN)/python bench/run_all.py --quick

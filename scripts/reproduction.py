@@ -67,6 +67,25 @@ def _measured(row: pd.Series | None) -> list[str]:
             f"{p_holm:.3g}" if not math.isnan(p_holm) else "–", verdict]
 
 
+def before_presets(folder: Path) -> list[str]:
+    """The losses of the runs under ``folder`` trained before the grey loss presets at
+    other options than their preset's (no ``loss_preset`` recorded)."""
+    import json
+
+    from robustbench_graph.losses import loss_preset, resolved_options
+
+    old = set()
+    for path in sorted(folder.glob("*/config.json")):
+        record = json.loads(path.read_text())
+        train = record.get("train", {})
+        loss, dataset = str(train.get("loss", "")), train.get("dataset")
+        if "loss_preset" not in record and loss_preset(loss, dataset) and (
+                resolved_options(loss, train.get("loss_options", {}))
+                != resolved_options(loss, {}, dataset)):
+            old.add(loss)
+    return sorted(old)
+
+
 def section(name: str, runs: Path) -> str:
     exp = load(name)
     csv = runs / name / "report" / "claims.csv"
@@ -77,6 +96,10 @@ def section(name: str, runs: Path) -> str:
     lines = [f"## {name}", "", exp.description, "",
              f"Reproduce: `rbg run {name}`"
              + ("" if csv.is_file() else " (not run for this page yet)") + ".", ""]
+    if csv.is_file() and (old := before_presets(runs / name)):
+        lines += ["Includes runs trained before the grey loss presets "
+                  f"([losses.md](losses.md#presets)), at the papers' options: {', '.join(old)}; "
+                  f"`rbg run {name}` today trains them at their presets.", ""]
     if not exp.claims:
         return "\n".join(lines + ["No claims declared.", ""])
     lines += ["| claim | the paper says | paper's number | dataset | n | effect [95% CI] "

@@ -36,7 +36,7 @@ CPU = torch.device("cpu")
 SMALL = {"draws": 2, "repeats": 2, "samples": 12, "steps": 3, "restarts": 1,
          "probes": 2, "noise_draws": 2, "power_iterations": 2,
          "version": "cheap", "images": 12, "corruption": "contrast,gaussian_noise",
-         "severity": "0,2", "adapt": "true"}
+         "severity": "0,2", "adapt": "true", "n": 50, "n0": 10}
 
 
 def _small_model(info, name="smallcnn"):

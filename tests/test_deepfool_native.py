@@ -208,7 +208,10 @@ def test_batchnorm_backward_shortcut_is_exact():
     assert torch.equal(fast, plain)
     torch.testing.assert_close(g_fast, g_plain, rtol=1e-5, atol=1e-7)
     assert all(p.grad is None for p in model.parameters())
-    assert not any(m._forward_hooks for m in model.modules())  # removed on exit
+    assert not any(m._forward_hooks for m in model.modules())
+    assert not any("forward" in m.__dict__ for m in model.modules())  # restored on exit
+    with torch.no_grad():
+        assert torch.equal(model(x), plain)
 
 
 @pytest.mark.parametrize("norm", ["l2", "linf"])

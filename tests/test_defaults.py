@@ -74,6 +74,8 @@ CLI_ONLY = {
     "report": {
         "runs": "which runs are reported",
         "out": "where the report goes",
+        "export": "where the results also go (trackers, RobustBench JSON), not what is computed",
+        "tracking_uri": "where the MLflow export goes",
     },
 }
 MAPPED = {"train": TRAIN, "attack": ATTACK, "report": REPORT}

@@ -53,7 +53,9 @@ def reference(tmp_path_factory):
 def test_the_shipped_experiments_parse_and_plan():
     sizes = {"demo": 8, "lapnet-cifar10": 80, "lapnet-fashion-mnist": 48,
              "noise-cifar10": 60, "curvature-mnist5k": 30, "lmd-mnist5k": 20,
-             "gsl-mnist5k": 20, "sp-mnist5k": 20, "noise-mnist5k": 60}
+             "gsl-mnist5k": 20, "sp-mnist5k": 20, "noise-mnist5k": 60,
+             "smoothing-mnist5k": 40, "smoothing-cifar10": 50, "loss-sweep-mnist5k": 162,
+             "parity-mnist5k": 100, "parity-fashion-mnist": 100}
     assert set(spec.shipped_experiments()) == set(sizes)
     for name, size in sizes.items():
         exp = spec.load(name)

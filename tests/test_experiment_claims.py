@@ -104,8 +104,8 @@ def test_the_dry_run_says_which_claims_cannot_be_shown(tmp_path):
     lines = result.output.splitlines()
     assert "claim c0 cannot be shown with 3 networks per method (4 needed)" in lines
     assert "claim lapnet-gaussian cannot be shown with 3 networks per method (4 needed)" in lines
-    assert lines[-1] == ('2 claims (level 0.05, Holm): none can be shown with 3 networks per '
-                         'method; use seeds = "0-3"')
+    assert ('2 claims (level 0.05, Holm): none can be shown with 3 networks per '
+            'method; use seeds = "0-3"') in lines
     assert lines.index("claim c0 cannot be shown with 3 networks per method (4 needed)") > next(
         i for i, x in enumerate(lines) if "units in" in x)
     assert not (tmp_path / "out").exists()
@@ -113,8 +113,8 @@ def test_the_dry_run_says_which_claims_cannot_be_shown(tmp_path):
     result = cli("run", path, "--out", tmp_path / "out", "--dry-run")
     assert result.exit_code == 0, result.output
     assert "cannot be shown" not in result.output
-    assert result.output.splitlines()[-1] == (
-        "2 claims (level 0.05, Holm): each can be shown with 4 networks per method (4 needed)")
+    assert ("2 claims (level 0.05, Holm): each can be shown with 4 networks per method "
+            "(4 needed)") in result.output.splitlines()
 
 
 def test_without_claims_the_dry_run_says_nothing_of_them(tmp_path):
@@ -135,7 +135,8 @@ def test_every_shipped_file_parses_and_its_claims_can_be_shown():
         assert power.shown, (name, power)
         assert len(exp.seeds) >= networks_needed(len(exp.claims)), name
         assert all(c.source for c in exp.claims), name
-    assert with_claims == len(spec.shipped_experiments()) - 1  # every file but the demo
+    # every file but the demo and the loss sweep (its choice is made on validation accuracy)
+    assert with_claims == len(spec.shipped_experiments()) - 2
     lapnet = spec.load("lapnet-fashion-mnist")
     assert {(c.method, c.measure.family) for c in lapnet.claims} >= {
         (m, f) for m in ("laplacian", "laplacian+parseval")
@@ -153,7 +154,7 @@ def test_rbg_run_prints_the_claims_verdicts_before_the_report(tmp_path):
     lines = result.output.splitlines()
     power = lines.index("1 claim (level 0.05, Holm): it can be shown with 3 networks per "
                         "method (3 needed)")
-    assert power < next(i for i, x in enumerate(lines) if x.startswith("[1] "))
+    assert power < next(i for i, x in enumerate(lines) if x.startswith("[1/"))
     report = next(i for i, x in enumerate(lines) if x.startswith("report: "))
     claim = next(i for i, x in enumerate(lines) if "lap-gauss" in x)
     assert claim < report

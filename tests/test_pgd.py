@@ -58,6 +58,45 @@ def test_one_l2_step_follows_the_normalised_gradient_and_projects():
     assert torch.allclose((adv - x).norm(dim=1), torch.full((4,), 0.05), atol=1e-6)
 
 
+def _plain_pgd(model, x0, y, norm, eps, step, steps, early_stop):
+    """PGD written plainly: every step gathers the stepping images and scatters them back."""
+    x, active = x0.clone(), torch.arange(len(x0))
+    for _ in range(steps):
+        xa = x[active].requires_grad_(True)
+        logits = model(xa)
+        (grad,) = torch.autograd.grad(F.cross_entropy(logits, y[active], reduction="sum"), xa)
+        xa = xa.detach()
+        if early_stop:
+            keep = logits.argmax(1) == y[active]
+            active, xa, grad = active[keep], xa[keep], grad[keep]
+        origin = x0[active]
+        if norm == "linf":
+            xa = origin + (xa + step * grad.sign() - origin).clamp(-eps, eps)
+        else:
+            g = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1)
+            delta = xa + step * grad / g - origin
+            xa = origin + delta * (eps / delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+                                   .view(-1, 1)).clamp(max=1.0)
+        x[active] = xa.clamp(0.0, 1.0)
+    return x
+
+
+@pytest.mark.parametrize("norm,eps,step", [("linf", 0.3, 0.1), ("l2", 0.8, 0.3)])
+@pytest.mark.parametrize("early_stop", [True, False])
+def test_whole_batch_steps_equal_the_plain_gather_scatter_loop(norm, eps, step, early_stop):
+    # Large budgets: some images are fooled after a step or two and others never, so the
+    # early-stop run goes from whole-batch steps to gathered ones.
+    model = _linear(2)
+    x = torch.rand(40, 12)
+    y = model(x).argmax(1).detach()
+    ours = pgd(model, x, y, norm=norm, eps=eps, step_size=step, steps=6, early_stop=early_stop)
+    ref = _plain_pgd(model, x, y, norm, eps, step, 6, early_stop)
+    assert torch.equal(ours, ref)
+    with torch.no_grad():
+        fooled = (model(ours).argmax(1) != y).float().mean()
+    assert 0.0 < fooled < 1.0  # both paths were taken
+
+
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_iterates_stay_in_the_ball_and_the_box(digits_run, norm):
     model = load_run(digits_run).model

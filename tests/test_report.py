@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from robustbench_graph.cli import app
 from robustbench_graph.config import ReportConfig
 from robustbench_graph.errors import RbgError
+from robustbench_graph.losses import LOSSES, preset_record, resolved_options
 from robustbench_graph.report import NoUsableResults, build_report, holm
 from robustbench_graph.report.aggregate import describe, networks, summarize
 from robustbench_graph.report.collect import collect
@@ -41,9 +42,13 @@ def make_run(root: Path, method: str, seed: int, rows: list[tuple], status: str 
     run_dir = root / name
     run_dir.mkdir(parents=True)
     loss = loss or method.split("+")[0]
+    known = loss in LOSSES
+    # As training records them: every option resolved, the grey preset included.
     record = {"run": name, "seed": seed, "method": method,
               "train": {"dataset": "mnist5k", "model": "smallcnn", "loss": loss,
-                        "loss_options": {}, "epochs": 5, "parseval": "+parseval" in method},
+                        "loss_options": resolved_options(loss, {}, "mnist5k") if known else {},
+                        "epochs": 5, "parseval": "+parseval" in method},
+              "loss_preset": preset_record(loss, "mnist5k") if known else None,
               "versions": {"robustbench_graph": "0.1.0", "torch": "2.x"},
               "git_commit": "abc123"}
     (run_dir / "config.json").write_text(json.dumps(record))

@@ -8,14 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich import box
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from ..config import AttackConfig, ImageSubset
@@ -23,6 +15,7 @@ from ..errors import RbgError
 from ..settings import default_of
 from .console import console, err_console, guarded
 from .options import parse_perturbation_settings
+from .progress import StudyProgress
 
 if TYPE_CHECKING:
     from ..attack import CellEvent, RunReport
@@ -34,7 +27,9 @@ def attack(
         help="Run folders (or folders of runs) to attack \\[default: --runs].")] = None,
     runs: Annotated[Path, typer.Option(help="Folder searched for run folders.")] = Path("runs"),
     suite: Annotated[str, typer.Option(
-        help="'all' or a comma list of perturbations (rbg list perturbations).")] = "all",
+        help="'default' (the papers' suite: LapNet's perturbations, PGD and DeepFool), "
+             "'all' (every family, hours per run on a CPU) or a comma list of perturbations "
+             "(rbg list perturbations).")] = "default",
     setting: Annotated[list[str] | None, typer.Option(
         "--set", "-p", metavar="NAME.KEY=VALUE[,VALUE...]",
         help="A perturbation setting, e.g. -p gaussian.snr_db=5,10 -p deepfool.steps=100; "
@@ -89,29 +84,28 @@ def attack(
     reports: list[RunReport] = []
     errors: list[str] = []
     splits = TestSplits(data_dir)
-    plain = not console.is_terminal  # a log file: one line per cell, no bars
-    with trusting_code(trust_code), Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, disable=plain,
-    ) as progress:
-        overall = progress.add_task("runs", total=len(targets), info="")
-        for run_dir in targets:
-            task = progress.add_task(run_dir.name, total=None, info="")
+    _print_estimate(targets, suite, cfg, dev, splits)
+    cost: dict[str, float] = {}  # seconds per family, measured on the first computed run
+    with trusting_code(trust_code), StudyProgress(console, len(targets), "runs") as progress:
+        for i, run_dir in enumerate(targets):
+            name = run_dir.name
+            progress.start(name)
+            measuring = not cost
 
-            def on_event(e: CellEvent, task=task) -> None:  # noqa: ANN001
+            def on_event(e: CellEvent, name=name, measuring=measuring) -> None:  # noqa: ANN001
+                if measuring and e.status == "done":
+                    cost[e.cell.perturbation] = cost.get(e.cell.perturbation, 0.0) + e.seconds
                 if e.status == "progress":
-                    progress.update(task, total=e.total,
-                                    completed=e.index + e.done / max(e.units, 1),
-                                    info=f"{e.cell.label} ({e.done}/{e.units})")
+                    progress.update(name, f"{e.cell.label} ({e.done}/{e.units})",
+                                    (e.index + e.done / max(e.units, 1)) / max(e.total, 1))
                     return
-                progress.update(task, total=e.total, completed=e.index + (e.status != "start"),
-                                info=f"{e.cell.label}" + (" (cached)" if e.status == "skipped"
-                                                          else ""))
-                if plain and e.status == "done":
+                progress.update(name, e.cell.label + (" (cached)" if e.status == "skipped"
+                                                      else ""),
+                                (e.index + (e.status != "start")) / max(e.total, 1))
+                if progress.plain and e.status == "done":
                     value = "" if e.headline is None else f", {_headline_text(e)}"
-                    console.print(f"{e.run}: {e.cell.label} ({e.index + 1}/{e.total}) in "
-                                  f"{e.seconds:.1f} s{value}", highlight=False, markup=False)
+                    progress.line(f"{e.run}: {e.cell.label} ({e.index + 1}/{e.total}) in "
+                                  f"{e.seconds:.1f} s{value}")
 
             try:
                 done = attack_run(run_dir, suite, cfg, device=dev, overwrite=overwrite,
@@ -120,21 +114,62 @@ def attack(
                 for line in done.warnings:
                     err_console.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False,
                                       soft_wrap=True)
-                progress.update(task, info="done")
+                progress.finish(name, "done" if done.computed else "skipped",
+                                note=f"{len(done.computed)} new cells, "
+                                     f"{len(done.skipped)} cached")
+                if measuring and cost and (left := len(targets) - i - 1):
+                    for line in cost_lines(cost, name, left):
+                        progress.line(line)
             except (RbgError, ValueError, KeyError, TypeError, RuntimeError) as err:
                 # one bad run folder must not stop the others
                 if not isinstance(err, RbgError):
                     err = RbgError(f"{run_dir}: {type(err).__name__}: {err}")
                 errors.append(str(err))
-                progress.update(task, info="[red]error")
+                if measuring:
+                    cost.clear()  # measured in part: the next run measures again
+                progress.finish(name, "failed")
                 err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False,
                                   soft_wrap=True)
-            progress.advance(overall)
     if reports:
         _render(reports)
     if errors:
         raise RbgError(f"{len(errors)} of {len(targets)} runs could not be attacked; "
                        "results of the others are kept")
+
+
+
+def _print_estimate(targets: list[Path], suite: str, cfg: AttackConfig, dev, splits  # noqa: ANN001
+                    ) -> None:
+    """The suite's estimated passes and time per family, before any work (a run that
+    cannot be loaded gets no estimate: the attack then says why)."""
+    from ..experiment.cost import estimate_run
+    from .cost import estimate_lines
+
+    try:
+        est = estimate_run(targets[0], suite, cfg, dev, splits)
+    except (RbgError, ValueError, KeyError, TypeError, RuntimeError, IndexError):
+        return  # e.g. a dataset the run was not made for: the attack says so
+    for line in estimate_lines(est, len(targets), SLOW_S):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+SLOW_S = 120.0  # a family slower than this per run is named, with its time for the rest
+
+
+def cost_lines(cost: dict[str, float], run: str, left: int) -> list[str]:
+    """What the first computed run measured, per family, and what the ``left`` runs will
+    cost at that rate; families slower than :data:`SLOW_S` per run named apart."""
+    from .progress import clock
+
+    per_run = sum(cost.values())
+    parts = ", ".join(f"{f} {s:.1f} s" for f, s in sorted(cost.items(), key=lambda x: -x[1]))
+    lines = [f"cost measured on {run}: {parts} (total {per_run:.1f} s); the {left} run(s) "
+             f"left: about {clock(per_run * left)} at that rate"]
+    slow = [(f, s) for f, s in cost.items() if s > SLOW_S]
+    if slow:
+        lines.append("slow: " + ", ".join(f"{f} {clock(s)} per run ({clock(s * left)} for the "
+                                          "rest)" for f, s in slow)
+                     + "; --suite default leaves the slowest families out")
+    return lines
 
 
 def _headline_text(e: CellEvent) -> str:
@@ -171,30 +206,46 @@ def _summary_cells(table) -> dict[str, tuple[str, float, bool]]:  # noqa: ANN001
     return out
 
 
+MAX_ROWS = 20  # past this many runs, one row per configuration (the mean over its seeds)
+
+
 def _render(reports: list[RunReport]) -> None:
-    """One table for the whole invocation: a row per run, a column per family at its
-    headline setting (every cell is in each run's results.csv and in rbg report)."""
+    """One table for the whole invocation: a row per run (per configuration, the mean over
+    its seeds, past :data:`MAX_ROWS` runs), a column per family at its headline setting
+    (every cell is in each run's results.csv and in rbg report)."""
     cells = {r.name: _summary_cells(r.table) for r in reports if r.table is not None}
     families = list(dict.fromkeys(f for c in cells.values() for f in c))
     computed = sum(len(r.computed) for r in reports)
     cached = sum(len(r.skipped) for r in reports)
+    grouped = len(reports) > MAX_ROWS
+    groups: dict[str, list[str]] = {}
+    for r in reports:
+        key = r.name.rsplit("-seed", 1)[0] if grouped else r.name
+        groups.setdefault(key, []).append(r.name)
     table = Table(title=f"attack: {len(reports)} run(s), {computed} cells computed, "
-                        f"{cached} cached", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("run", overflow="fold")
+                        f"{cached} cached" + (" (mean over seeds)" if grouped else ""),
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("configuration" if grouped else "run", overflow="fold")
+    if grouped:
+        table.add_column("runs", justify="right")
     for f in families:
         setting = next((c[f][0] for c in cells.values() if f in c), "")
         table.add_column(f"{f}\n{setting}".strip(), justify="right")
-    for r in reports:
-        row = [r.name]
+    for key, names in groups.items():
+        row = [key, *([str(len(names))] if grouped else [])]
         for f in families:
-            if f not in cells.get(r.name, {}):
+            values = [cells[n][f] for n in names if f in cells.get(n, {})]
+            if not values:
                 row.append("–")
                 continue
-            _label, value, percent = cells[r.name][f]
-            row.append(f"{100 * value:.1f}" if percent else f"{value:.3g}")
+            value = sum(v[1] for v in values) / len(values)
+            row.append(f"{100 * value:.1f}" if values[0][2] else f"{value:.3g}")
         table.add_row(*row)
     console.print(table)
-    console.print("accuracy in %, DeepFool in L2; every setting: results.csv in each run, "
-                  "and rbg report", highlight=False)
-    for r in reports:
-        console.print(f"results: [bold]{r.run_dir / 'results.csv'}[/]", highlight=False)
+    units = "accuracy in %" + (", DeepFool in L2" if "deepfool" in families else "")
+    console.print(f"{units}; every setting: results.csv in each run, and rbg report",
+                  highlight=False)
+    parents = sorted({str(r.run_dir.parent) for r in reports})
+    where = parents[0] if len(parents) == 1 else f"{len(parents)} folders"
+    console.print(f"results: results.csv in each of the {len(reports)} run folder(s) in "
+                  f"[bold]{escape(where)}[/]", highlight=False)

@@ -37,23 +37,31 @@ def import_cmd(
     torchvision: Annotated[str | None, typer.Option(
         "--torchvision", help="A torchvision architecture by name (e.g. resnet18), built "
                               "without pretrained weights.")] = None,
+    timm: Annotated[str | None, typer.Option(
+        "--timm", help="A timm architecture by name (e.g. resnet18), built with "
+                       "pretrained=False; needs the extra robustbench_graph\\[timm].")] = None,
+    onnx: Annotated[str | None, typer.Option(
+        "--onnx", help="An ONNX file, converted with onnx2torch (its weights are in it); "
+                       "needs the extra robustbench_graph\\[onnx].")] = None,
     kw: Annotated[list[str] | None, typer.Option(
         "--kw", help="Keyword argument of the factory NAME=VALUE (repeatable), e.g. --kw "
                      "num_classes=10; values are JSON where they parse, else strings.")
     ] = None,
     weights: Annotated[Path | None, typer.Option(
-        help="The weights: safetensors, or a torch state_dict file (loaded with "
-             "weights_only=True; a pickled model is refused).")] = None,
+        help="The weights: safetensors, a torch state_dict file or a RobustBench-format "
+             "checkpoint ({'state_dict': ...}, 'module.' prefixes stripped), loaded with "
+             "weights_only=True (a pickled model is refused); optional with --onnx.")] = None,
     dataset: Annotated[str, typer.Option(
         help="The dataset the model classifies (rbg list datasets).")] = "mnist5k",
-    input_space: Annotated[str, typer.Option(
+    input_space: Annotated[str | None, typer.Option(
         "--input", help="What the network takes: 'pixels' ([0, 1] images, normalising "
-                        "inside itself) or 'normalized' ((x - mean) / std).")] = "pixels",
+                        "inside itself) or 'normalized' ((x - mean) / std) \\[default: "
+                        "normalized for --timm, else pixels].")] = None,
     mean: Annotated[str | None, typer.Option(
-        help="Channel means of the normalisation, e.g. 0.4914,0.4822,0.4465 \\[default: the "
-             "dataset's].")] = None,
+        help="Channel means of the normalisation, e.g. 0.4914,0.4822,0.4465 \\[default: a "
+             "timm model's pretrained_cfg where it fits, else the dataset's].")] = None,
     std: Annotated[str | None, typer.Option(
-        help="Channel standard deviations \\[default: the dataset's].")] = None,
+        help="Channel standard deviations \\[default: as --mean].")] = None,
     blocks: Annotated[str | None, typer.Option(
         help="Modules after which test-time dropout acts, by name: layer1,layer2 "
              "\\[default: the network's top-level modules that hold weights, but the last].")
@@ -75,24 +83,35 @@ def import_cmd(
     timeout: Annotated[float, typer.Option(
         help="Seconds the model's code may take to build the network and classify a test "
              "batch before the import stops with an error.")] = 300.0,
+    force: Annotated[bool, typer.Option(
+        help="Import even when the normalisation check finds the network near chance in "
+             "the declared input space and far above it in the other.")] = False,
 ) -> None:
     """Turn an outside classifier into a run folder for rbg attack, report and smoothness."""
-    from ..rundir.imported import ImportRequest, import_model, parse_kwargs, parse_source
+    from ..rundir.imported import (
+        ImportRequest,
+        import_model,
+        import_notes,
+        parse_kwargs,
+        parse_source,
+        source_label,
+    )
 
-    if weights is None:
-        raise RbgError("--weights is required (safetensors or a state_dict file)")
     names = None if blocks is None else tuple(b.strip() for b in blocks.split(",") if b.strip())
     if names == ():
         raise RbgError("--blocks names no block; name the modules after which test-time "
                        "dropout acts (e.g. layer1,layer2), or leave it out for the default")
     source = parse_source(model_file=model_file, module=model, torchvision=torchvision,
-                          kwargs=parse_kwargs(kw))
+                          kwargs=parse_kwargs(kw), timm=timm, onnx=onnx)
     request = ImportRequest(
         source=source, weights=weights, dataset=dataset, input_space=input_space,
         mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
         blocks=names,
-        seed=seed, method=method, split_seed=split_seed, data_dir=data_dir, timeout=timeout)
+        seed=seed, method=method, split_seed=split_seed, data_dir=data_dir, timeout=timeout,
+        force=force)
     with console.status("checking the model"):
         folder = import_model(run_dir, request, overwrite=overwrite)
-    console.print(f"imported [bold]{source.label}[/] into [bold]{folder}[/]; next: "
+    for note in import_notes(folder):
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+    console.print(f"imported [bold]{source_label(source)}[/] into [bold]{folder}[/]; next: "
                   f"rbg attack --runs {folder}", highlight=False)

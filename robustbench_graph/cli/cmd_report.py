@@ -45,17 +45,26 @@ def report(
         help="A TOML file of \\[\\[claims]] (an experiment file, or claims only): test each "
              "declared claim on these runs and show its verdict first (docs/statistics.md).")
     ] = None,
+    export: Annotated[list[str] | None, typer.Option(
+        "--export", help="Also export the results: robustbench (model_info JSON per network), "
+                         "mlflow, tensorboard; repeat or comma-separate (docs/exporting.md).")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI for --export mlflow \\[default: a file store in "
+             "--out/mlruns].")] = None,
 ) -> None:
     """Summarise every results.csv under --runs; write the headline, curves, tables
     (index.html, tables.md, tables.tex, CSVs) to --out. The network is the unit of every
     statistic (docs/statistics.md)."""
     # The core (pandas, matplotlib) is imported by the command: `rbg --help` stays fast.
     from ..report import NoUsableResults, build_report
+    from ..report.export_targets import plan_exports, run_exports
 
     chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     declared = load_claims(claims) if claims is not None else ()
     config = ReportConfig(baseline, plots, tuple(chosen) if chosen else None, declared)
     config.validate()  # before any run is read: a column named twice is one line
+    plan = plan_exports(export, out, tracking_uri)  # extras and the tracking URI, first
     try:
         with err_console.status("report: starting") as status:
             result = build_report(runs, out, config,
@@ -65,6 +74,11 @@ def report(
         raise
     _warn(result.warnings)
     _render(result)
+    if plan.names:
+        with err_console.status("report: exporting"):
+            exported = run_exports(result, plan)
+        for done in exported:
+            console.print(f"exported {done.name}: {escape(done.summary)}", highlight=False)
     skipped = [r for r in result.runs if r.skipped]
     if skipped:
         _warn([f"{len(skipped)} run folder(s) skipped for unreadable files (above); the report "
@@ -168,6 +182,14 @@ def render_claims(result: Report, width: int | None = None) -> None:
                   highlight=False, width=width)
 
 
+def render_headlines(result: Report, width: int | None = None) -> None:
+    """The headline tables of a report, each fitting ``width`` columns; ``rbg run`` ends
+    with them where the experiment declares no claims."""
+    width = width or min(console.width, HEADLINE_WIDTH)
+    for head in result.headlines:
+        _render_headline(head, width)
+
+
 def _render(result: Report) -> None:
     for info in result.failed_runs:
         console.print("[bold red]failed run:[/] " + escape(
@@ -176,8 +198,7 @@ def _render(result: Report) -> None:
         console.print(f"[dim]note:[/] {escape(note)}", highlight=False)
     width = min(console.width, HEADLINE_WIDTH)
     render_claims(result, width)
-    for head in result.headlines:
-        _render_headline(head, width)
+    render_headlines(result, width)
     console.print(escape(result.footer) + " [bold green]Green[/]: best per column. "
                   "Every setting, Δ with intervals and effect sizes: index.html, tables.md.",
                   highlight=False, markup=True, width=width)

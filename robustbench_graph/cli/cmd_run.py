@@ -11,10 +11,12 @@ from rich.table import Table
 
 from ..experiment.spec import Experiment, shipped_experiments
 from .console import console, err_console, guarded
+from .progress import StudyProgress
 
 EXPERIMENT_HELP = ("An experiment file (.toml), or the name of one shipped with rbg: "
                    f"{', '.join(shipped_experiments())}.")
-MAX_LISTED = 1000  # --dry-run lists each unit up to this many, else counts per configuration
+MAX_LISTED = 30  # --dry-run lists each unit up to this many, else counts per configuration
+MAX_FAILED = 20  # rbg status names each failed unit up to this many
 OUT_HELP = "Folder of the experiment's runs and report \\[default: the file's 'out']."
 
 
@@ -45,6 +47,7 @@ def run(
     from ..experiment import spec, units
     from ..experiment.executors import make_executor
     from ..experiment.runner import describe, run_experiment
+    from ..experiment.scheduler import STARTED
 
     exp = spec.load(experiment, out=out, data_dir=data_dir)
     if dry_run:
@@ -52,44 +55,53 @@ def run(
         title = f"{exp.name}: {len(rows)} units in {exp.out}"
         if len(rows) <= MAX_LISTED:
             _units_table(rows, title)
-        else:  # a table of 10^5 rows takes minutes to draw and is read by no one
-            _config_table(rows, f"{title} (per configuration; each unit listed up to "
-                                f"{MAX_LISTED})")
+        else:  # hundreds of rows are read by no one: counts per configuration
+            _config_table(rows, f"{title}, per configuration (each unit is listed up to "
+                                f"{MAX_LISTED} units)")
         _power(exp)
+        _estimate(exp, device)
         return
     ex = make_executor(executor, workers=workers, resources=exp.resources, address=address,
                        folder=exp.out / ".submitit")
-    total = len(units.plan(exp, device))
-    count = Counter()
-
-    def on_outcome(outcome: dict) -> None:
-        count[outcome["status"]] += 1
-        n = sum(count.values())
-        text = f"[{n}] {outcome['id']}: {outcome['status']}"
-        if outcome["status"] == "done":
-            text += f" in {outcome['seconds']:.1f} s"
-        if outcome.get("message"):
-            text += f" ({outcome['message']})"
-        (err_console if outcome["status"] == "failed" else console).print(
-            text, highlight=False, markup=False, soft_wrap=True)
-
-    console.print(f"{exp.name}: {total} units ({exp.source}) into {exp.out}, executor "
+    plan = units.plan(exp, device)
+    console.print(f"{exp.name}: {len(plan)} units ({exp.source}) into {exp.out}, executor "
                   f"{executor}", highlight=False)
     from ..perturbations import left_out_note
 
     if note := left_out_note(exp.suite):
         err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     _power(exp)
-    summary = run_experiment(exp, ex, device=device, on_outcome=on_outcome, report=report)
+    _estimate(exp, device)
+    with StudyProgress(console, len(plan), "units") as progress:
+        def on_outcome(outcome: dict) -> None:
+            if outcome["status"] == STARTED:
+                progress.start(outcome["id"])
+                return
+            progress.finish(outcome["id"], outcome["status"], outcome.get("seconds"),
+                            outcome.get("message") or "")
+            if outcome["status"] == "failed" and not progress.plain:
+                err_console.print(f"failed: {outcome['id']}: {outcome.get('message', '')}",
+                                  highlight=False, markup=False, soft_wrap=True)
+
+        def on_planned(done: int) -> None:  # units already done count as skipped at once
+            progress.counts["skipped"] += done
+
+        summary = run_experiment(exp, ex, device=device, on_outcome=on_outcome,
+                                 report=report, on_planned=on_planned)
     done = len(summary.already_done)
     console.print(f"{len(summary.outcomes) - len(summary.failed)} unit(s) run, {done} "
                   f"already done, {len(summary.failed)} failed", highlight=False)
     if summary.report is not None:
-        from .cmd_report import HEADLINE_WIDTH, render_claims
+        from . import cmd_report
 
-        if summary.built is not None:
-            render_claims(summary.built, min(console.width, HEADLINE_WIDTH))
-        console.print(f"report: {summary.report}", highlight=False)
+        if summary.built is not None:  # the answer first: the claims, else the headline
+            width = min(console.width, cmd_report.HEADLINE_WIDTH)
+            if summary.built.claims:
+                cmd_report.render_claims(summary.built, width)
+            else:
+                cmd_report.render_headlines(summary.built, width)
+        console.print(f"report: {summary.report}", highlight=False, markup=False,
+                      soft_wrap=True)
     elif summary.report_error:
         err_console.print(f"no report: {summary.report_error}", highlight=False)
     if summary.failed:
@@ -109,32 +121,50 @@ def status(
     rows = describe(units.plan(exp))
     _config_table(rows, f"{exp.name} in {exp.out}")
     failed = [r for r in rows if r["state"] == "failed"]
-    for r in failed:
+    for r in failed[:MAX_FAILED]:
         err_console.print(f"failed: {r['id']}: {r['message']}", highlight=False,
                           markup=False, soft_wrap=True)
+    if len(failed) > MAX_FAILED:
+        err_console.print(f"... and {len(failed) - MAX_FAILED} more failed units",
+                          highlight=False, markup=False)
 
 
 def _config_table(rows: list[dict], title: str) -> None:
-    """Units counted by state, one row per configuration and kind."""
+    """Units counted by state, one row per configuration and kind, then a totals row."""
     from ..experiment.units import STATES
 
-    table = Table(title=title, title_justify="left")
-    table.add_column("configuration")
-    for st in STATES:
-        table.add_column(st, justify="right")
+    console.print(title, highlight=False, markup=False, soft_wrap=True)  # never cut
+    table = Table(show_footer=True)
     by_config: dict[str, Counter] = {}
     for row in rows:
         config = row["run"].rsplit("-seed", 1)[0] + f" ({row['kind']})"
         by_config.setdefault(config, Counter())[row["state"]] += 1
+    total = Counter(row["state"] for row in rows)
+    table.add_column("configuration", footer=f"total ({len(rows)} units)")
+    for st in STATES:
+        table.add_column(st, justify="right", footer=str(total.get(st, 0)))
     for config, c in by_config.items():
         table.add_row(config, *(str(c.get(st, 0)) for st in STATES))
     console.print(table)
 
 
 def _units_table(rows: list[dict], title: str) -> None:
-    table = Table(title=title, title_justify="left")
-    for col in ("unit", "state", "note"):
-        table.add_column(col)
+    from ..experiment.units import STATES
+
+    total = Counter(r["state"] for r in rows)
+    table = Table(show_footer=True)
+    table.add_column("unit", footer="total", overflow="fold")
+    table.add_column("state", footer=", ".join(f"{total[st]} {st}" for st in STATES
+                                               if total[st]))
+    table.add_column("note", overflow="fold")
+    console.print(title, highlight=False, markup=False, soft_wrap=True)
+    if not console.is_terminal:  # a log, a pipe: one line per unit, nothing cut
+        for r in rows:
+            console.print("  ".join(filter(None, (r["id"], r["state"], r["message"]))),
+                          highlight=False, markup=False, soft_wrap=True)
+        console.print("total: " + ", ".join(f"{total[st]} {st}" for st in STATES
+                                            if total[st]), highlight=False)
+        return
     for r in rows:
         table.add_row(r["id"], r["state"], r["message"])
     console.print(table)
@@ -166,3 +196,13 @@ def power_lines(exp: Experiment) -> list[str]:
 def _power(exp: Experiment) -> None:
     for line in power_lines(exp):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+def _estimate(exp: Experiment, device: str) -> None:
+    """The attack's estimated passes and time per family, before any unit runs."""
+    from .cmd_attack import SLOW_S
+    from .cost import experiment_estimate_lines
+
+    if exp.suite.strip():
+        for line in experiment_estimate_lines(exp, device, SLOW_S):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from ..config import (
@@ -22,6 +21,7 @@ from ..errors import RbgError
 from ..settings import default_of
 from .console import console, err_console, guarded
 from .options import ensure_writable_dir, parse_int_list, parse_key_values
+from .progress import StudyProgress
 
 if TYPE_CHECKING:
     from ..train import RunOutcome
@@ -143,22 +143,18 @@ def train(
     )
     ensure_writable_dir(out, "--out")
     outcomes: list[RunOutcome] = []
-    plain = not console.is_terminal  # a log file: one line per epoch, no bars
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), console=console, transient=False, disable=plain,
-    ) as progress:
+    with StudyProgress(console, len(specs), "runs") as progress:
         for spec in specs:
-            task = progress.add_task(spec.name, total=spec.config.epochs, info="")
+            progress.start(spec.name)
             started = time.perf_counter()
 
-            def on_progress(p, task=task, started=started):  # noqa: ANN001, ANN202
+            def on_progress(p, name=spec.name, started=started):  # noqa: ANN001, ANN202
                 done = p.epoch - 1 + p.batch / p.batches
                 info = f"epoch {p.epoch}/{p.epochs} loss {p.loss:.4f} acc {p.accuracy:.2%}"
-                progress.update(task, completed=done, info=info)
-                if plain and p.batch == p.batches:
-                    console.print(f"{p.run}: {info} (train, {time.perf_counter() - started:.1f}"
-                                  " s)", highlight=False, markup=False)
+                progress.update(name, info, done / max(p.epochs, 1))
+                if progress.plain and p.batch == p.batches:
+                    progress.line(f"{p.run}: {info} (train, {time.perf_counter() - started:.1f}"
+                                  " s)")
 
             try:
                 outcome = train_run(spec, device=dev, overwrite=overwrite,
@@ -166,8 +162,8 @@ def train(
             except TrainingDiverged as err:
                 outcome = RunOutcome(spec, "failed", message=str(err))
                 err_console.print(f"[bold red]run failed:[/] {err}")
-            progress.update(task, completed=spec.config.epochs,
-                            info=outcome.status if outcome.status != "trained" else "done")
+            progress.finish(spec.name, {"trained": "done", "resumed": "done"}.get(
+                outcome.status, outcome.status))
             outcomes.append(outcome)
     _render(outcomes, out)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -178,7 +174,8 @@ def train(
 def _render(outcomes: list[RunOutcome], out: Path) -> None:
     table = Table(title="training runs")
     extra = any(o.message and o.status != "failed" for o in outcomes)
-    for col in ("run", "status", "train acc", "test acc", "time") + (("notes",) if extra else ()):
+    columns = ("run", "status", "train acc (epoch mean)", "test acc", "time")
+    for col in columns + (("notes",) if extra else ()):
         table.add_column(col, justify="right" if col not in ("run", "notes") else "left")
     for o in outcomes:
         if o.status == "skipped":

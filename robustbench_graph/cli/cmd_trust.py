@@ -26,9 +26,9 @@ def trust(
     for run_dir in run_dirs:
         code = run_code(run_dir)
         if code is None or not code.runs_code:
-            console.print(f"{run_dir}: its model is rbg's or torchvision's and runs no code "
-                          "of the folder; nothing to trust", highlight=False, markup=False,
-                          soft_wrap=True)
+            console.print(f"{run_dir}: its model is rbg's, torchvision's, timm's or an ONNX "
+                          "file's and runs no code of the folder; nothing to trust",
+                          highlight=False, markup=False, soft_wrap=True)
             continue
         for line in code.describe():
             console.print(line, highlight=False, markup=False, soft_wrap=True)

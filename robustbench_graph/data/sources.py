@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import RbgError
 from . import files as data_files
@@ -72,6 +71,8 @@ def as_image_data(
     if tuple(images.shape[1:]) != tuple(info.input_shape):
         raise RbgError(f"dataset {info.name!r}{where}: images of shape {tuple(images.shape[1:])}"
                        f", expected {tuple(info.input_shape)}")
+    import torch
+
     # 8-bit images stay uint8; deeper ones (16-bit PNGs, scale 65535) are kept as int32
     # (torch's uint16 lacks kernels), never clipped to 8 bits.
     dtype = np.uint8 if images.dtype == np.uint8 or scale <= 255 else np.int32

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..config import stable_seed
 from ..errors import RbgError
@@ -84,6 +83,8 @@ def validation_indices(labels: np.ndarray, fraction: float, seed: int
 def split_validation(data: ImageData, fraction: float, seed: int) -> ValidationSplit:
     """Hold out the stratified ``fraction`` of ``data`` (a training split) seeded by
     ``seed``; see :func:`validation_indices`."""
+    import torch
+
     keep, held = validation_indices(data.labels.cpu().numpy(), fraction, seed)
     return ValidationSplit(data.subset(torch.from_numpy(keep)),
                            data.subset(torch.from_numpy(held)),

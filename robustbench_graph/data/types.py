@@ -5,8 +5,10 @@ attacks need to know about a dataset, also recorded in a run's ``config.json``) 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,15 @@ class ImageData:
         return int(self.labels.shape[0])
 
     def float(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        import torch
+
         imgs = self.images if index is None else self.images[index]
         return imgs.to(torch.float32).div_(self.scale)
 
     def to(self, device: torch.device | str) -> ImageData:
         """The same data on ``device`` (pinned first when copying to a GPU)."""
+        import torch
+
         images = self.images
         if torch.device(device).type == "cuda" and images.device.type == "cpu":
             images = images.pin_memory()

@@ -10,8 +10,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..errors import RbgError
-from .scheduler import OnOutcome, Outcome, Scheduler
-from .units import Unit
+from .scheduler import STARTED, OnOutcome, Outcome, Scheduler
+from .units import Unit, clear_unit_failed, mark_unit_failed
 
 
 def _die_with_parent() -> None:
@@ -81,7 +81,9 @@ class LocalExecutor:
                         if unit is None:
                             break
                         w.unit = unit
+                        clear_unit_failed(unit)
                         w.conn.send(unit.to_dict())
+                        on_outcome({"id": unit.id, "status": STARTED})
                 busy = [w for w in workers if w.unit is not None]
                 if not busy:
                     raise RbgError("internal: units left but none can start")
@@ -105,6 +107,7 @@ class LocalExecutor:
                         outcome = {"id": unit.id, "status": "failed", "seconds": 0.0,
                                    "message": f"its worker died (exit code {code}); run "
                                               "again to resume it"}
+                        mark_unit_failed(unit, outcome["message"])  # rbg status: failed
                         workers[workers.index(w)] = self._start()
                     w.unit = None
                     report(outcome)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +45,8 @@ def states(units: list[Unit]) -> list[tuple[str, str]]:
                 listed[parent] = set(os.listdir(parent or "."))
             except OSError:
                 listed[parent] = set()
-        if name in listed[parent] or f".{name}.{u.kind}.lock" in listed[parent]:
+        if name in listed[parent] or f".{name}.{u.kind}.lock" in listed[parent] \
+                or f".{name}.{u.kind}.failed.json" in listed[parent]:
             out.append(state(u))
         else:
             out.append(("pending", "waits for its training" if u.kind == "attack" else ""))
@@ -66,12 +68,16 @@ def todo(units: list[Unit]) -> tuple[list[Unit], list[Unit]]:
 
 
 def run_experiment(exp: Experiment, executor: Any, *, device: str = "auto",
-                   on_outcome: OnOutcome | None = None, report: bool = True) -> RunSummary:
+                   on_outcome: OnOutcome | None = None, report: bool = True,
+                   on_planned: Callable[[int], None] | None = None) -> RunSummary:
     """Run every unit of ``exp`` not yet done on ``executor``, then write the report of
-    ``exp.out`` into ``exp.out / "report"`` (when at least one run has results)."""
+    ``exp.out`` into ``exp.out / "report"`` (when at least one run has results).
+    ``on_planned`` hears how many units are already done, before any runs."""
     units = plan(exp, device)
     exp.out.mkdir(parents=True, exist_ok=True)
     pending, done = todo(units)
+    if on_planned is not None:
+        on_planned(len(done))
     summary = RunSummary(units, done)
     if pending:
         summary.outcomes = executor.run(pending, on_outcome or (lambda _o: None))

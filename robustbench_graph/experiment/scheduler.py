@@ -9,7 +9,10 @@ from typing import Any
 from .units import Unit
 
 Outcome = dict[str, Any]  # {"id", "status": done | skipped | failed, "seconds", "message"}
+# Hears each outcome; an executor that knows when a unit starts (local) also sends
+# {"id", "status": "started"} first (an event for progress displays, not an outcome).
 OnOutcome = Callable[[Outcome], None]
+STARTED = "started"
 
 
 class Scheduler:

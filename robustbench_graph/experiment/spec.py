@@ -20,6 +20,7 @@ from ..claims import Claim, parse_claims
 from ..config import AttackConfig, ImageSubset, ReportConfig, TrainConfig, parse_seeds
 from ..errors import RbgError
 from ..settings import default_of
+from .loss_entries import TRAIN_FIELDS, losses_of
 from .schema import check, read_table, schema_of
 
 SHIPPED = "robustbench_graph.experiment.shipped"  # the package folder of the shipped files
@@ -27,9 +28,6 @@ MAX_FILE_BYTES = 4 * 2**20  # an experiment file beyond this is not one
 MAX_UNITS = 100_000  # units of one grid (2 per run): beyond that it is a typo, not a sweep
 GRID_KEYS = ("datasets", "models", "losses", "parseval", "seeds")
 _TRAIN = schema_of(TrainConfig)
-# TrainConfig fields an experiment may set for every configuration ([train] scalars).
-TRAIN_FIELDS = tuple(k for k in _TRAIN
-                     if k not in ("dataset", "model", "loss", "loss_options", "parseval"))
 # The grid's keys: one value of the field or a list of them (losses: parsed by _losses).
 GRID_SCHEMA = {key: _TRAIN[field] | tuple[_TRAIN[field], ...] for key, field in
                (("datasets", "dataset"), ("models", "model"), ("parseval", "parseval"))}
@@ -76,7 +74,7 @@ class Experiment:
     out: Path
     configs: tuple[TrainConfig, ...]
     seeds: tuple[int, ...]
-    suite: str = "all"
+    suite: str = "default"
     attack: AttackConfig = AttackConfig()
     baseline: str = default_of(ReportConfig, "baseline")
     plots: bool = default_of(ReportConfig, "plots")
@@ -85,6 +83,9 @@ class Experiment:
     data_dir: Path | None = None
     claims: tuple[Claim, ...] = ()  # checked against the grid (experiment.claims_check)
     columns: tuple[str, ...] | None = default_of(ReportConfig, "columns")
+    # Per configuration, what its run folders' names get appended: the settings its
+    # train.losses entry overrides (``-lr0.1``), else "".
+    suffixes: tuple[str, ...] = ()
 
 
 def shipped_experiments() -> list[str]:
@@ -119,32 +120,6 @@ def _items(value: Any) -> list[Any]:
     return list(value) if isinstance(value, tuple | list) else [value]
 
 
-def _losses(value: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for item in _items(value):
-        if isinstance(item, str):
-            out.append((item, {}))
-        elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            unknown = set(item) - {"name", "options"}
-            if unknown:
-                raise RbgError(f"{where}: unknown key(s) in a train.losses entry: "
-                               f"{', '.join(sorted(unknown))}")
-            options = item.get("options", {})
-            if not isinstance(options, dict):
-                raise RbgError(f"{where}: the options of loss {item['name']!r} must be a table")
-            for key, v in options.items():
-                check(v, str | int | float | bool | tuple[str | int | float, ...],
-                      f"{where}: train.losses {item['name']} option {key}")
-            out.append((item["name"], {k: str(v) if not isinstance(v, str) else v
-                                       for k, v in options.items()}))
-        else:
-            raise RbgError(f"{where}: each train.losses entry is a name or a table with "
-                           "'name' (and 'options')")
-    if not out:
-        raise RbgError(f"{where}: train.losses is empty")
-    return out
-
-
 def _grid(train: dict[str, Any], where: str) -> tuple[list[Any], ...]:
     """(datasets, models, losses, parsevals, seeds) of [train], each checked and non-empty."""
     extra = set(train) - set(GRID_KEYS) - set(TRAIN_FIELDS)
@@ -158,7 +133,7 @@ def _grid(train: dict[str, Any], where: str) -> tuple[list[Any], ...]:
     for key, items in (("datasets", datasets), ("models", models), ("parseval", parsevals)):
         if not items:
             raise RbgError(f"{where}: train.{key} must be a non-empty list")
-    losses = _losses(train.get("losses", [default_of(TrainConfig, "loss")]), where)
+    losses = losses_of(train.get("losses", [default_of(TrainConfig, "loss")]), where)
     seeds = parse_seeds(str(grid.get("seeds", "0")))
     units = 2 * math.prod(map(len, (datasets, models, losses, parsevals, seeds)))
     if units > MAX_UNITS:
@@ -169,8 +144,17 @@ def _grid(train: dict[str, Any], where: str) -> tuple[list[Any], ...]:
     return datasets, models, losses, parsevals, seeds
 
 
-def _configs(train: dict[str, Any], where: str) -> tuple[list[TrainConfig], tuple[int, ...]]:
-    """Every configuration of the grid, validated and resolved, and the seeds."""
+def _suffix(settings: dict[str, Any] | None) -> str:
+    def show(v: Any) -> str:
+        return f"{v:g}" if isinstance(v, float) else "_".join(map(str, v)) if isinstance(
+            v, tuple | list) else str(v)
+    return "".join(f"-{k}{show(v)}" for k, v in sorted((settings or {}).items()))
+
+
+def _configs(train: dict[str, Any], where: str
+             ) -> tuple[list[TrainConfig], tuple[int, ...], list[str]]:
+    """Every configuration of the grid, validated and resolved, the seeds, and each
+    configuration's run-name suffix (:func:`_suffix` of its entry's settings)."""
     from ..data.datasets import DATASETS
     from ..losses import parse_loss_options
     from ..models import MODELS
@@ -179,9 +163,13 @@ def _configs(train: dict[str, Any], where: str) -> tuple[list[TrainConfig], tupl
     datasets, models, losses, parsevals, seeds = _grid(train, where)
     scalars = {k: check(v, _TRAIN[k], f"{where}: train.{k}") for k, v in train.items()
                if k in TRAIN_FIELDS}
-    configs = []
-    for dataset, model, (loss, options), parseval in itertools.product(
-            datasets, models, losses, parsevals):
+    configs: list[TrainConfig] = []
+    suffixes: list[str] = []
+    combos = [(dataset, model, entry, parseval)
+              for dataset, model, entry in itertools.product(datasets, models, losses)
+              for parseval in ((entry.parseval,) if entry.parseval is not None else parsevals)]
+    for dataset, model, entry, parseval in combos:
+        loss, options = entry.name, entry.options
         try:
             DATASETS.get(dataset)
             MODELS.get(model)
@@ -190,19 +178,20 @@ def _configs(train: dict[str, Any], where: str) -> tuple[list[TrainConfig], tupl
             raise RbgError(f"{where}: {err}") from None
         try:
             cfg = TrainConfig(dataset=dataset, model=model, loss=loss, loss_options=options,
-                              parseval=parseval, **scalars)
+                              parseval=parseval, **{**scalars, **(entry.settings or {})})
         except (TypeError, ValueError) as err:
             raise RbgError(f"{where}: {err}") from None
         (spec,) = plan_runs(cfg, [0], Path("."))  # validates and resolves the options
         configs.append(spec.config)
-    return configs, tuple(seeds)
+        suffixes.append(_suffix(entry.settings))
+    return configs, tuple(seeds), suffixes
 
 
 def _attack(record: dict[str, Any], where: str) -> tuple[str, AttackConfig]:
     from ..perturbations import check_suite, suite_names
 
     attack = read_table(record.get("attack", {}), ATTACK_SCHEMA, "attack", where)
-    suite = attack.get("suite", "all")
+    suite = attack.get("suite", "default")
     suite = ",".join(suite) if isinstance(suite, tuple) else suite
     typed = {}
     for family, values in attack.get("settings", {}).items():
@@ -259,7 +248,7 @@ def parse(text: str, where: str, *, out: Path | None = None,
         raise RbgError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid: "
                        f"{', '.join(TOP_KEYS)}")
     record = {k: check(v, TOP_SCHEMA[k], f"{where}: {k}") for k, v in record.items()}
-    configs, seeds = _configs(record.get("train", {}), where)
+    configs, seeds, suffixes = _configs(record.get("train", {}), where)
     suite, attack_cfg = _attack(record, where)
     claims = parse_claims(record.get("claims"), where)
     check_claims(claims, configs, suite, attack_cfg, where, data_dir)
@@ -280,7 +269,7 @@ def parse(text: str, where: str, *, out: Path | None = None,
         baseline=report.get("baseline", Experiment.baseline),
         plots=report.get("plots", Experiment.plots), columns=report.get("columns"),
         resources=resources_, description=record.get("description", ""),
-        data_dir=data_dir, claims=claims,
+        data_dir=data_dir, claims=claims, suffixes=tuple(suffixes),
     )
 
 

@@ -6,7 +6,8 @@ idempotent and resumable (training from its last epoch's checkpoint, the attack 
 last finished cell), so running a unit again is always safe. A unit is *done* when its run
 folder says so (``status.json`` complete; every planned cell in ``results.csv`` under its
 settings), *running* while a process holds its lock, *failed* when its last attempt failed
-(``status.json`` failed; ``.rbg-attack-failed.json``), else *pending*.
+(``status.json`` failed; ``.rbg-attack-failed.json``; a train unit's worker died:
+``.<run>.train.failed.json`` beside its lock), else *pending*.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import socket
 import stat
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,10 @@ def plan(exp: Experiment, device: str = "auto") -> list[Unit]:
 
     data_dir = str(exp.data_dir) if exp.data_dir is not None else None
     attack = asdict(exp.attack)
-    specs = [spec for cfg in exp.configs for spec in plan_runs(cfg, list(exp.seeds), exp.out)]
+    suffixes = exp.suffixes or ("",) * len(exp.configs)
+    specs = [replace(spec, run_dir=spec.run_dir.with_name(spec.run_dir.name + suffix))
+             for cfg, suffix in zip(exp.configs, suffixes, strict=True)
+             for spec in plan_runs(cfg, list(exp.seeds), exp.out)]
     seen: set[str] = set()
     units: list[Unit] = []
     records: dict[int, dict[str, Any]] = {}  # one record per configuration, shared by its seeds
@@ -95,6 +99,12 @@ def plan(exp: Experiment, device: str = "auto") -> list[Unit]:
 
 def lock_path(unit: Unit) -> Path:
     return Path(unit.run_dir).parent / f".{Path(unit.run_dir).name}.{unit.kind}.lock"
+
+
+def died_path(unit: Unit) -> Path:
+    """Beside the lock: the record of a train unit whose worker died (killed, out of
+    memory) before its run folder could say so."""
+    return Path(unit.run_dir).parent / f".{Path(unit.run_dir).name}.{unit.kind}.failed.json"
 
 
 @contextlib.contextmanager
@@ -172,7 +182,7 @@ def missing_cells(unit: Unit) -> int:
 
 def state(unit: Unit) -> tuple[str, str]:
     """``(state, message)`` of a unit (see the module docstring)."""
-    from ..rundir.folder import read_run_json, read_status
+    from ..rundir.folder import read_status
 
     run_dir = Path(unit.run_dir)
     if unit.kind == "train":
@@ -183,6 +193,8 @@ def state(unit: Unit) -> tuple[str, str]:
             return "running", f"pid {lock_holder(unit)}"
         if record["status"] == "failed":
             return "failed", str(record.get("message", ""))
+        if died_path(unit).is_file():
+            return "failed", _message_of(died_path(unit))
         return "pending", ""
     if not train_done(run_dir):
         return "pending", "waits for its training"
@@ -196,11 +208,17 @@ def state(unit: Unit) -> tuple[str, str]:
         return "running", f"pid {lock_holder(unit)}"
     failed = run_dir / ATTACK_FAILED
     if failed.is_file():
-        try:
-            return "failed", str(read_run_json(failed).get("message", ""))
-        except (RbgError, AttributeError):
-            return "failed", ""
+        return "failed", _message_of(failed)
     return "pending", f"{missing} cell(s) to compute"
+
+
+def _message_of(path: Path) -> str:
+    from ..rundir.folder import read_run_json
+
+    try:
+        return str(read_run_json(path).get("message", ""))
+    except (RbgError, AttributeError):
+        return ""
 
 
 def mark_attack_failed(unit: Unit, message: str) -> None:
@@ -210,6 +228,26 @@ def mark_attack_failed(unit: Unit, message: str) -> None:
 def clear_attack_failed(unit: Unit) -> None:
     with contextlib.suppress(FileNotFoundError):
         (Path(unit.run_dir) / ATTACK_FAILED).unlink()
+
+
+def mark_unit_failed(unit: Unit, message: str) -> None:
+    """Record that a unit's last attempt failed outside its own code (its worker died), so
+    that ``rbg status`` says *failed*, as ``rbg run`` did."""
+    with contextlib.suppress(OSError, RbgError):
+        if unit.kind == "attack":
+            mark_attack_failed(unit, message)
+        else:
+            died_path(unit).parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(died_path(unit), {"message": message})
+
+
+def clear_unit_failed(unit: Unit) -> None:
+    """Forget a unit's last failure as a new attempt starts."""
+    with contextlib.suppress(OSError):
+        if unit.kind == "attack":
+            clear_attack_failed(unit)
+        else:
+            died_path(unit).unlink(missing_ok=True)
 
 
 def describe(units: list[Unit]) -> list[dict[str, Any]]:

@@ -4,10 +4,13 @@ from ..registry import import_submodules
 from .base import (
     LOSSES,
     LossOutput,
+    LossPreset,
     TrainingLoss,
     create_loss,
+    loss_preset,
     method_name,
     parse_loss_options,
+    preset_record,
     register_loss,
     resolved_options,
 )
@@ -17,10 +20,13 @@ import_submodules(__name__, __path__)
 __all__ = [
     "LOSSES",
     "LossOutput",
+    "LossPreset",
     "TrainingLoss",
     "create_loss",
+    "loss_preset",
     "method_name",
     "parse_loss_options",
+    "preset_record",
     "register_loss",
     "resolved_options",
 ]

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..data import ImageData
+from ..data import ImageData, family_of
 from ..errors import RbgError
 from ..models import TappedModel
 from ..registry import Registry
@@ -35,6 +35,22 @@ class NoOptions:
     pass
 
 
+# Where the grey presets come from: chosen on a validation split, never the test split.
+GREY_SWEEP = ("loss-sweep-mnist5k: the strongest of 3 configurations whose median validation "
+              "accuracy (3 seeds, 20% of mnist5k's training split) is within 1.5 pt of CE's "
+              "best; docs/losses.md#presets")
+
+
+@dataclass(frozen=True)
+class LossPreset:
+    """Option values for one dataset family (docs/losses.md#presets), with where they come
+    from: the paper's value where its setting applies, else the validation sweep that chose
+    them. Options given explicitly (``-o``) override a preset."""
+
+    options: dict[str, Any]
+    source: str
+
+
 class TrainingLoss(nn.Module):
     """Base class; subclasses set ``Options`` and implement ``forward``."""
 
@@ -43,6 +59,9 @@ class TrainingLoss(nn.Module):
     # it; training builds the model with them and records them in config.json (model_head).
     head: ClassVar[str] = "linear"
     head_options: ClassVar[tuple[str, ...]] = ()
+    # Option values per dataset family ("grey", "colour"); a family without an entry uses
+    # the Options defaults (the papers' values).
+    presets: ClassVar[dict[str, LossPreset]] = {}
 
     def __init__(self, options: Any, num_classes: int) -> None:
         super().__init__()
@@ -61,6 +80,11 @@ class TrainingLoss(nn.Module):
     def numerics(self, device: torch.device, batch_size: int) -> dict[str, str]:
         """The precisions and algorithms the loss resolves to on ``device`` (recorded in the
         run's ``config.json`` where an option's value depends on the hardware)."""
+        return {}
+
+    def resolved(self, model: TappedModel) -> dict[str, Any]:
+        """Options left as ``None`` with the value they take on ``model`` (recorded in the
+        run's ``config.json`` as ``resolved``, shown by the report)."""
         return {}
 
     def finish(self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -92,10 +116,29 @@ def register_loss(name: str, description: str):  # noqa: ANN201
     return decorate
 
 
-def parse_loss_options(name: str, raw: dict[str, Any]) -> Any:
-    """The loss's ``Options`` from ``{key: value}``, by the parser of the perturbation settings
+def loss_preset(name: str, dataset: str | None) -> tuple[str, LossPreset] | None:
+    """The family and preset that loss ``name`` takes on ``dataset``, or ``None``."""
+    family = family_of(dataset) if dataset is not None else None
+    preset = LOSSES.get(name).factory.presets.get(family) if family is not None else None
+    return None if preset is None else (family, preset)
+
+
+def preset_record(name: str, dataset: str | None) -> dict[str, Any] | None:
+    """The preset a run of ``name`` on ``dataset`` took, for its ``config.json``."""
+    found = loss_preset(name, dataset)
+    if found is None:
+        return None
+    family, preset = found
+    return {"family": family, "options": dict(preset.options), "source": preset.source}
+
+
+def parse_loss_options(name: str, raw: dict[str, Any], dataset: str | None = None) -> Any:
+    """The loss's ``Options`` from ``{key: value}`` over the preset of ``dataset``'s family
+    (if any), by the parser of the perturbation settings
     (:func:`robustbench_graph.settings.parse_settings`); unknown keys list the valid ones."""
-    return parse_settings(LOSSES.get(name).factory.Options, raw, f"loss {name!r}", "option")
+    found = loss_preset(name, dataset)
+    merged = {**(found[1].options if found else {}), **raw}
+    return parse_settings(LOSSES.get(name).factory.Options, merged, f"loss {name!r}", "option")
 
 
 def create_loss(name: str, options: dict[str, Any], num_classes: int) -> TrainingLoss:
@@ -103,15 +146,17 @@ def create_loss(name: str, options: dict[str, Any], num_classes: int) -> Trainin
     return cls(parse_loss_options(name, options), num_classes)
 
 
-def resolved_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """Every option of the loss with its value (defaults filled in), JSON-ready."""
-    return dataclasses.asdict(parse_loss_options(name, options))
+def resolved_options(name: str, options: dict[str, Any],
+                     dataset: str | None = None) -> dict[str, Any]:
+    """Every option of the loss with its value (the dataset family's preset, then the
+    defaults, filled in), JSON-ready."""
+    return dataclasses.asdict(parse_loss_options(name, options, dataset))
 
 
-def method_name(name: str, options: dict[str, Any]) -> str:
-    """Readable method id: the loss plus its non-default options, e.g. ``laplacian_gamma0.001``."""
-    cls = LOSSES.get(name).factory
-    defaults = dataclasses.asdict(cls.Options())
-    given = dataclasses.asdict(parse_loss_options(name, options))
+def method_name(name: str, options: dict[str, Any], dataset: str | None = None) -> str:
+    """Readable method id: the loss plus its options that differ from the defaults on
+    ``dataset`` (its family's preset included), e.g. ``laplacian_gamma0.001``."""
+    defaults = resolved_options(name, {}, dataset)
+    given = resolved_options(name, options, dataset)
     extras = [f"{k}{given[k]}" for k in sorted(given) if given[k] != defaults[k]]
     return "_".join([name, *extras])

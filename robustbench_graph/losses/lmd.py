@@ -25,7 +25,7 @@ from torch import nn
 from ..errors import RbgError
 from ..models import TappedModel
 from ..settings import setting
-from .base import LossOutput, TrainingLoss, register_loss
+from .base import GREY_SWEEP, LossOutput, LossPreset, TrainingLoss, register_loss
 
 
 class ClassCentreMemory(nn.Module):
@@ -156,6 +156,8 @@ class LargeMarginDiscriminative(TrainingLoss):
     ``c_k`` would pass only ``1 - momentum`` of its gradient to the network. Averages run over
     the classes present in the batch. Needs a model whose ``head`` is an ``nn.Linear``.
     """
+
+    presets = {"grey": LossPreset({"lam": 0.3}, GREY_SWEEP)}
 
     Options = LMDOptions
 

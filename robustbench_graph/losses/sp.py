@@ -25,7 +25,7 @@ import torch
 from ..errors import RbgError
 from ..models import TappedModel
 from ..settings import setting
-from .base import LossOutput, TrainingLoss, register_loss
+from .base import GREY_SWEEP, LossOutput, LossPreset, TrainingLoss, register_loss
 
 BaseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -140,6 +140,8 @@ class StationaryPointCE(StationaryPointLoss):
 
     Stationary at ``p = p_star`` (default 0.9) and increasing beyond it.
     """
+
+    presets = {"grey": LossPreset({"p_star": 0.8}, GREY_SWEEP)}
 
     @property
     def base(self) -> BaseLoss:

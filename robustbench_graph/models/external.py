@@ -13,7 +13,9 @@ Either way ``forward_normalized(normalize(x)) == forward(x)``, with the declared
 Block taps are named modules of the network (test-time dropout); ReLU taps are its
 ``nn.ReLU`` modules, each call one tap (a module used twice, like torchvision's ResNet
 blocks, gives two). There is no feature/head split: an imported model is evaluated, not
-trained with rbg's margin losses.
+trained with rbg's margin losses. A network whose gradients are unusable (an ONNX conversion
+that is not differentiable) is built with ``no_gradient``, the line it raises when asked for
+one.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ class ExternalModel(TappedModel):
     """An outside network ``net`` on [0, 1] inputs (see the module docstring)."""
 
     def __init__(self, net: nn.Module, info: DatasetInfo, *, input_space: str,
-                 mean: Sequence[float], std: Sequence[float], blocks: Sequence[str]) -> None:
+                 mean: Sequence[float], std: Sequence[float], blocks: Sequence[str],
+                 no_gradient: str | None = None) -> None:
         super().__init__(info)
+        self.no_gradient = no_gradient  # why gradients are refused (None: white-box)
         if input_space not in INPUT_SPACES:
             raise RbgError(f"unknown input space {input_space!r}; valid: "
                            f"{', '.join(INPUT_SPACES)}")
@@ -61,10 +65,16 @@ class ExternalModel(TappedModel):
             raise RbgError(f"the model has no module {name!r} for --blocks (its top-level "
                            f"modules: {top})") from None
 
+    def _check_gradient(self, x: torch.Tensor) -> None:
+        if self.no_gradient is not None and torch.is_grad_enabled() and x.requires_grad:
+            raise RbgError(self.no_gradient)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_gradient(x)
         return self.net(x if self.input_space == "pixels" else self.normalize(x))
 
     def forward_normalized(self, u: torch.Tensor) -> torch.Tensor:
+        self._check_gradient(u)
         if self.input_space == "normalized":
             return self.net(u)
         return self.net(u * self.normalize.std + self.normalize.mean)

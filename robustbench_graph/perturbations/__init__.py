@@ -29,6 +29,13 @@ def family_title(name: str) -> str:
     return (family_class(name).title or name) if name in PERTURBATIONS else name
 
 
+# The papers' suite (LapNet's perturbations plus PGD and DeepFool), ``--suite default``: the
+# families that cost minutes per run, not hours (``all`` adds lipschitz, AutoAttack, the
+# corruptions, ...).
+DEFAULT_SUITE = ("clean", "gaussian", "gaussian-iid", "fgsm-before-norm", "fgsm-after-norm",
+                 "dropout", "quantize", "pgd", "deepfool")
+
+
 def suite_order() -> list[str]:
     """Every registered family in suite order (cheap first)."""
     return sorted(PERTURBATIONS.names(), key=lambda n: (family_class(n).order, n))
@@ -51,15 +58,18 @@ def left_out_note(spec: str) -> str | None:
 
 def suite_names(spec: str, family: str | None = None) -> list[str]:
     """Resolve ``all`` (every family whose optional extra is installed and, for a dataset
-    ``family`` given, that declares it in ``suite_families``) or a comma list to registered
-    names, in suite order."""
+    ``family`` given, that declares it in ``suite_families``), ``default`` (the papers'
+    :data:`DEFAULT_SUITE`) or a comma list to registered names, in suite order."""
     if spec.strip() == "all":
         missing = set(unavailable_families())
         return [n for n in suite_order() if n not in missing
                 and (family is None or family in family_class(n).suite_families)]
+    if spec.strip() == "default":
+        return [n for n in suite_order() if n in DEFAULT_SUITE
+                and (family is None or family in family_class(n).suite_families)]
     chosen = [s.strip() for s in spec.split(",") if s.strip()]
     if not chosen:
-        raise RbgError("--suite is empty; give 'all' or perturbation names "
+        raise RbgError("--suite is empty; give 'default', 'all' or perturbation names "
                        "(rbg list perturbations)")
     for name in chosen:
         PERTURBATIONS.get(name)
@@ -78,7 +88,17 @@ def build_suite(names: list[str], settings: dict[str, dict[str, Any]], family: s
 
 def check_suite(names: list[str], settings: dict[str, dict[str, Any]]) -> None:
     """Resolve the suite and every family given settings, for every dataset family: bad
-    settings fail before any work."""
+    settings, and settings of a family the suite does not run (they would be ignored), fail
+    before any work."""
+    for name in settings:
+        PERTURBATIONS.get(name)
+    left_out = set(unavailable_families()) if names == suite_names("all") else set()
+    # (under --suite all, a family left out for its missing extra has a note of its own)
+    if outside := [n for n in settings if n not in names and n not in left_out]:
+        suite = ", ".join(names) or "none"
+        raise RbgError(f"settings given for {', '.join(outside)}, which the suite ({suite}) "
+                       f"does not run; add {'it' if len(outside) == 1 else 'them'} to the "
+                       "suite or drop the settings")
     for family in FAMILIES:
         build_suite(list(dict.fromkeys([*names, *settings])), settings, family)
 
@@ -93,7 +113,7 @@ def metric_info(perturbation: str, metric: str) -> Metric | None:
         return None
 
 
-__all__ = ["FAMILIES", "PERTURBATIONS", "Cell", "Draw", "EvalContext", "Measurement", "Metric",
-           "Perturbation", "build_suite", "check_suite", "dataset_family", "family_class",
-           "family_title",
-           "metric_info", "register_perturbation", "suite_names", "suite_order"]
+__all__ = ["DEFAULT_SUITE", "FAMILIES", "PERTURBATIONS", "Cell", "Draw", "EvalContext",
+           "Measurement", "Metric", "Perturbation", "build_suite", "check_suite",
+           "dataset_family", "family_class", "family_title", "metric_info",
+           "register_perturbation", "suite_names", "suite_order"]

@@ -42,8 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import RbgError
 from ..rundir.atomic import write_text_atomic
 from ..rundir.folder import read_run_json
@@ -52,6 +50,7 @@ from .cell import Cell
 from .checks import require
 from .context import EvalContext, Measurement
 from .family import Perturbation, register_perturbation
+from .lazy import torch
 from .metrics import Strength
 
 EXTRA_MESSAGE = ("the autoattack perturbation needs the optional extra: pip install "
@@ -153,6 +152,13 @@ class AutoAttackPerturbation(Perturbation):
         aa.attacks_to_run = [attack]
         aa.verbose = False
         return aa
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """At most, per cell: APGD-CE 100 steps, APGD-T 100 per target (9; cheap: 3), FAB-T
+        100 per target and Square 5,000 queries (standard); robust images only go on."""
+        full, n = self.settings.version == "standard", images * self.cell_count()
+        steps = 100 + 100 * (9 if full else 3) * (1 + full)
+        return n * (steps + 5000 * full), n * steps
 
     def state_path(self, cell: Cell, ctx: EvalContext) -> Path | None:
         if ctx.work_dir is None:

@@ -8,15 +8,16 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..config import stable_seed
-from ..data import ImageData
 from ..errors import RbgError
-from ..models import TappedModel
 from .cell import Cell
+from .lazy import torch
+
+if TYPE_CHECKING:
+    from ..data import ImageData
+    from ..models import TappedModel
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from ..config import stable_seed
 from ..settings import setting
@@ -42,10 +40,11 @@ from .cell import Cell
 from .checks import require
 from .context import EvalContext, Measurement
 from .family import Perturbation, register_perturbation
+from .lazy import F, torch
 from .metrics import Metric, conventional_median
 from .report_extras import CellFilter, GroupedLines, PerImageFigure
 
-LossFn = Callable[[torch.Tensor], torch.Tensor]  # a batch -> its per-image losses
+LossFn = Callable[["torch.Tensor"], "torch.Tensor"]  # a batch -> its per-image losses
 
 
 def input_gradients(loss: LossFn, u: torch.Tensor) -> torch.Tensor:
@@ -201,6 +200,15 @@ class Curvature(Perturbation):
     # [R] one-channel images: 0.06 leaves almost every mnist5k image surviving every draw
     # (one group, no correlation); 0.5 spreads the counts (docs/perturbations.md#curvature).
     presets = {"grey": {"noise_level": 0.5}}
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """Per image: the gradient at u and at u + h g per probe (a forward and a backward
+        each), an exact HVP per probe and power step (a forward, two backwards: the double
+        backward) and ``noise_draws`` classifications."""
+        s = self.settings
+        hvps = s.probes * s.exact + s.power_iterations * s.top_eigenvalue
+        return (images * (1 + s.probes + hvps + s.noise_draws),
+                images * (1 + s.probes + 2 * hvps))
 
     def _noise(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         s = self.settings

@@ -1,17 +1,9 @@
-"""Dataset families: the two kinds of dataset a family's presets and the suite tell apart.
-
-``grey`` is one-channel images such as MNIST, ``colour`` CIFAR-like ones; a family's
-``presets`` and ``headline_setting`` are keyed by them, because the papers' budgets are too
-weak for MNIST (docs/perturbations.md).
-"""
+"""Dataset families for the perturbations' ``presets`` and ``headline_setting`` (keyed by
+them): defined once in :mod:`robustbench_graph.data.families`, where the losses' presets read
+them too."""
 
 from __future__ import annotations
 
-from ..data import DatasetInfo
+from ..data.families import FAMILIES, dataset_family
 
-FAMILIES = ("grey", "colour")
-
-
-def dataset_family(info: DatasetInfo) -> str:
-    """``grey`` for one-channel images (MNIST-like budgets), else ``colour`` (the papers')."""
-    return "grey" if info.input_shape[0] == 1 else "colour"
+__all__ = ["FAMILIES", "dataset_family"]

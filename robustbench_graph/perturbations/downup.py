@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
-
 from ..settings import setting
 from .checks import require
 from .context import Draw
 from .family import Perturbation, register_perturbation
+from .lazy import F, inference_mode, torch
 from .metrics import Strength
 
 
@@ -51,7 +49,7 @@ class DownUp(Perturbation):
     strengths = {"factor": Strength("factor", stronger="lower")}
     headline_setting = {"grey": 1 / 3, "colour": 1 / 3}
 
-    @torch.inference_mode()
+    @inference_mode
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
         return down_up(u, draw.cell.param_value)

@@ -16,16 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import RbgError
-from ..models import TappedModel, transform_outputs
 from ..settings import setting
 from .checks import require
 from .context import Draw
 from .family import Perturbation, register_perturbation
+from .lazy import torch
 from .metrics import Strength
+
+if TYPE_CHECKING:
+    from ..models import TappedModel
 
 
 def seeded_dropout(p: float, gen: torch.Generator):  # noqa: ANN201
@@ -87,6 +89,8 @@ class BlockDropout(Perturbation):
 
     @contextmanager
     def perturbed_model(self, draw: Draw) -> Iterator[TappedModel]:
+        from ..models import transform_outputs
+
         model = draw.ctx.model
         drop = seeded_dropout(draw.cell.param_value, draw.generator)
         with transform_outputs(self.taps(model, draw.ctx.where), drop):

@@ -31,20 +31,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, final
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar, final
 
 from ..config import ImageSubset
-from ..models import TappedModel
 from ..registry import Registry
 from ..rundir.results import as_saved
 from ..settings import parse_settings, to_json
 from .cell import Cell
 from .context import Draw, EvalContext, Measurement
 from .dataset_families import FAMILIES
+from .lazy import torch
 from .metrics import ACCURACY, Metric, Strength
 from .report_extras import ReportExtra
+
+if TYPE_CHECKING:
+    from ..models import TappedModel
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,20 @@ class Perturbation:
 
     def repeats(self) -> int:
         return int(getattr(self.settings, self.repeats_setting)) if self.repeats_setting else 1
+
+    # The cost, declared ---------------------------------------------------------------------
+    def cell_count(self) -> int:
+        """The number of cells :meth:`cells` makes (one per distinct sweep value)."""
+        counts = [len(dict.fromkeys(getattr(self.settings, f))) for f in self.sweep_fields()]
+        return sum(counts) if counts else 1
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """(forward, backward): the single-image passes through the network the family's
+        cells cost on ``images`` test images, at most (an attack that stops early costs
+        less); by default one forward per image, cell and repeat. A family that computes
+        gradients or draws many copies overrides it (``rbg attack`` turns it into a time
+        per family before work starts)."""
+        return images * self.cell_count() * self.repeats(), 0
 
     # The guarantees ------------------------------------------------------------------------
     @final

@@ -18,14 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
 from ..settings import setting
 from .checks import require
 from .context import Draw
 from .family import Perturbation, register_perturbation
 from .gaussian import REALISED_SNR, check_snrs, snr_db
+from .lazy import F, torch
 from .metrics import ACCURACY, Metric, Strength
 
 
@@ -78,6 +76,10 @@ class _Fgsm(Perturbation):
     headline_setting = {"grey": 10.0, "colour": 33.0}
     metrics = (ACCURACY, SNR_METRIC)
     report_extras = (REALISED_SNR,)  # the target SNR beside the realised one
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """Per cell, one gradient (a forward and a backward), then the classification."""
+        return 2 * images * self.cell_count(), images * self.cell_count()
 
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: Any
                 ) -> torch.Tensor:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-
 from ..settings import setting
 from .cell import Cell
 from .checks import require
 from .context import Draw, EvalContext, Measurement
 from .family import Perturbation, register_perturbation
+from .lazy import inference_mode, torch
 from .metrics import ACCURACY, Metric, Strength
 from .report_extras import RealisedValue
 
@@ -90,7 +89,7 @@ class _Gaussian(Perturbation):
             draw.state["pattern"] = pattern * (sigma * math.sqrt(pattern.numel())
                                                / pattern.norm())
 
-    @torch.inference_mode()
+    @inference_mode
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
         if self.shared:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ..settings import setting
 from .checks import require, require_draws
 from .context import Draw
 from .family import Perturbation, register_perturbation
+from .lazy import inference_mode, torch
 from .metrics import Strength
 from .patches import fitted_patch_size, zero_patches
 
@@ -62,7 +61,7 @@ class GaussianPatches(Perturbation):
     def begin(self, draw: Draw) -> None:
         draw.state["size"] = fitted_patch_size(self.settings.size, draw.ctx.images.shape)
 
-    @torch.inference_mode()
+    @inference_mode
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
         return gaussian_then_patches(u, draw.cell.param_value, self.settings.count,

@@ -29,8 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from ..config import ImageSubset, stable_seed
 from ..rundir.results import as_saved
 from ..settings import setting
@@ -38,6 +36,7 @@ from .cell import Cell, settings_fingerprint
 from .checks import require
 from .context import EvalContext, Measurement
 from .family import Perturbation, register_perturbation
+from .lazy import inference_mode, torch
 from .metrics import Metric, Strength
 
 # LapNet's grid: r = 1.75 a / 30, a = 1..30, kept to the 10 digits results.csv keeps.
@@ -53,7 +52,7 @@ def scaled_noise(count: int, shape: tuple[int, ...], radius: float, gen: torch.G
     return noise * (radius / norms).view(-1, *([1] * len(shape)))
 
 
-@torch.inference_mode()
+@inference_mode
 def ratios(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
            clean: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Per image ||softmax(f(clip(x + n))) - clean||_2 / ||clip(x + n) - x||_2, NaN where
@@ -171,6 +170,11 @@ class Lipschitz(Perturbation):
         if not settings.radius:
             settings = dataclasses.replace(settings, radius=DEFAULT_RADII)
         return settings
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """The whole curve at once, on its own ``images`` training images: the clean forward,
+        then ``draws`` noisy forwards per radius (``images`` test images are not used)."""
+        return self.settings.images * (1 + self.settings.draws * self.cell_count()), 0
 
     def grid(self) -> tuple[float, ...]:
         return tuple(sorted({self.sweep_value("radius", r) for r in self.settings.radius}))

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ..errors import RbgError
 from ..settings import setting
 from .checks import require, require_draws
 from .context import Draw
 from .family import Perturbation, register_perturbation
+from .lazy import inference_mode, torch
 from .metrics import Strength
 
 
@@ -89,7 +88,7 @@ class Patches(Perturbation):
     def begin(self, draw: Draw) -> None:
         draw.state["size"] = fitted_patch_size(self.settings.size, draw.ctx.images.shape)
 
-    @torch.inference_mode()
+    @inference_mode
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
         return zero_patches(u, int(draw.cell.param_value), draw.state["size"], draw.generator)

@@ -14,16 +14,17 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from ..models import TappedModel
 from ..settings import setting
 from .checks import require
 from .context import Draw
 from .family import Perturbation, register_perturbation
+from .lazy import nn, torch
 from .metrics import ACCURACY, Metric, Strength
+
+if TYPE_CHECKING:
+    from ..models import TappedModel
 
 
 def power_of_two_scale(weight: torch.Tensor, bits: int) -> float:

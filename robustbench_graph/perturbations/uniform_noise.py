@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from ..settings import setting
 from .checks import require, require_draws
 from .context import Draw
 from .family import Perturbation, register_perturbation
+from .lazy import inference_mode, torch
 from .metrics import Strength
 
 
@@ -50,7 +49,7 @@ class UniformNoise(Perturbation):
     presets = {"grey": {"eps": (0.1, 0.2, 0.3, 0.5)}}
     headline_setting = {"grey": 0.3, "colour": 0.06}
 
-    @torch.inference_mode()
+    @inference_mode
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
         return uniform_noise(u, draw.cell.param_value, draw.generator)

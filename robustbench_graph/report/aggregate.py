@@ -44,25 +44,41 @@ def networks(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def curve_areas(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per run, the normalised area under each curve (settings swept over 2+ strengths)."""
-    rows = []
+    """Per run, the normalised area under each curve (settings swept over 2+ strengths).
+
+    Vectorised over runs (a study of hundreds of runs has thousands of curves): the rows of
+    each curve are made contiguous and sorted by strength, then summed with ``bincount``."""
     keys = ["dataset", "model", "method", "perturbation", "param", "variant", "metric",
             "run_path"]
-    for key, group in runs.groupby(keys, dropna=False, sort=False):
-        perturbation, metric = key[3], key[6]
-        if metric != main_metric(str(perturbation)) or str(key[4]) == "none":
-            continue
-        g = group.dropna(subset=["param_value"]).sort_values("param_value")
-        x = g["param_value"].to_numpy(dtype="float64")
-        y = g["value"].to_numpy(dtype="float64")
-        if x.size < 2 or x[-1] == x[0]:
-            continue
-        area = float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0 / (x[-1] - x[0]))
-        row = dict(zip(keys, key, strict=True))
-        row.update(metric=f"{metric}{AUC_SUFFIX}", param_value=math.nan, value=area,
-                   draws=int(g["draws"].sum()))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=list(runs.columns))
+    main = {p: main_metric(str(p)) for p in runs["perturbation"].unique()}
+    sel = runs[(runs["metric"] == runs["perturbation"].map(main))
+               & (runs["param"].astype(str) != "none") & runs["param_value"].notna()]
+    if sel.empty:
+        return pd.DataFrame(columns=list(runs.columns))
+    sel = sel.assign(_pos=np.arange(len(sel))).sort_values([*keys, "param_value"],
+                                                           kind="stable")
+    gid = sel.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    x = sel["param_value"].to_numpy(dtype="float64")
+    y = sel["value"].to_numpy(dtype="float64")
+    same = gid[1:] == gid[:-1]
+    groups = int(gid.max()) + 1
+    trapezoids = np.where(same, (y[1:] + y[:-1]) * np.diff(x) / 2.0, 0.0)
+    area = np.bincount(gid[1:], weights=trapezoids, minlength=groups)
+    first = np.r_[0, np.flatnonzero(~same) + 1]
+    last = np.r_[first[1:] - 1, len(gid) - 1]
+    span = x[last] - x[first]
+    count = np.bincount(gid, minlength=groups)
+    draws = np.bincount(gid, weights=sel["draws"].to_numpy(dtype="float64"), minlength=groups)
+    ok = (count >= 2) & (span != 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = area / span
+    out = sel.iloc[first[ok]][[*keys, "_pos"]].copy()
+    out["metric"] = out["metric"].astype(str) + AUC_SUFFIX
+    out["param_value"] = math.nan
+    out["value"] = value[ok]
+    out["draws"] = draws[ok].astype("int64")
+    out = out.sort_values("_pos", kind="stable")  # the curves in the runs' order
+    return out.reindex(columns=list(runs.columns)).reset_index(drop=True)
 
 
 def describe(values: Iterable[float]) -> dict[str, float]:
@@ -101,7 +117,11 @@ def select_rows(df: pd.DataFrame, selector: dict) -> pd.DataFrame:
     mask = np.ones(len(df), dtype=bool)
     for key, want in selector.items():
         if key == "param_value":
-            mask &= np.array([value_key(v) == value_key(want) for v in df[key]], dtype=bool)
+            values = pd.to_numeric(df[key], errors="coerce").to_numpy(dtype="float64")
+            target = value_key(want)
+            mask &= np.isnan(values) if target is None else values == target
+        elif pd.api.types.is_string_dtype(df[key]) and isinstance(want, str) and want:
+            mask &= (df[key] == want).to_numpy(dtype=bool, na_value=False)  # no copy as text
         else:
             mask &= (df[key].astype(str) == str(want)).to_numpy()
     return df[mask]

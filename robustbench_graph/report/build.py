@@ -17,6 +17,7 @@ import pandas as pd
 
 from .. import __version__
 from ..config import ReportConfig
+from ..errors import RbgError
 from ..perturbations.report_extras import PerImageFigure
 from ..rundir.atomic import atomic_write, write_text_atomic
 from .aggregate import method_order, networks, perturbation_rank, summarize
@@ -67,6 +68,7 @@ def build_report(runs_root: Path, out_dir: Path, config: ReportConfig | None = N
     results = collected.results
     baseline = _method_name(config.baseline, collected)
     methods = method_order(results["method"], baseline)
+    _check_baseline(baseline, methods, collected, Path(runs_root))
     step("statistics")
     per_network = networks(results)
     summary = summarize(results, baseline, per_network)
@@ -133,6 +135,21 @@ def figure_specs(report: Report) -> list[FigureSpec]:
         if boxes is not None:
             specs.append(boxes)
     return specs
+
+
+def _check_baseline(baseline: str, methods: list[str], collected: Collected, root: Path
+                    ) -> None:
+    """A baseline that no run folder names (a typo: ``CE``) is an error listing the methods;
+    one whose runs have no results yet stays a warning (a study still under way), and so
+    does the default ``ce`` where no run trained it (a folder of imported networks)."""
+    if baseline in methods or baseline in {r.method for r in collected.runs}:
+        return
+    if baseline == ReportConfig.baseline:
+        return
+    near = [m for m in methods if m.lower() == baseline.lower()]
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise RbgError(f"unknown baseline method {baseline!r}{hint}; the methods under "
+                   f"{root}: {', '.join(methods)}")
 
 
 def _method_name(method: str, collected: Collected) -> str:

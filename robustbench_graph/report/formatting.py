@@ -4,6 +4,8 @@ labels, setting labels and the footer every rendering shares."""
 from __future__ import annotations
 
 import math
+import re
+from typing import Any
 
 from ..perturbations import PERTURBATIONS, family_class, family_title
 from ..perturbations.report_extras import MetricLabel
@@ -37,6 +39,37 @@ def format_effect(diff: float, low: float, high: float, metric: str) -> str:
     if math.isnan(low):  # too few networks for an interval
         return num(diff)
     return f"{num(diff)} [{num(low)}, {num(high)}]"
+
+
+def format_diff(x: float, metric: str) -> str:
+    """A signed difference in the metric's unit: percentage points with one decimal for
+    percent metrics (``+3.1``), three significant digits else (``-0.120``)."""
+    if math.isnan(x):
+        return "–"
+    return f"{100 * x:+.1f}" if metric in PERCENT_METRICS else f"{x:+#.3g}"
+
+
+def value_unit(metric: str) -> str:
+    """The unit a metric's values are written in on the page (``%`` for accuracies, a
+    declared unit such as ``L2``, else empty); differences of percents are in ``pp``."""
+    if metric in PERCENT_METRICS:
+        return "%"
+    return metric_label(metric).unit or ""
+
+
+def natural_key(text: object) -> list[Any]:
+    """A sort key that orders numbers by value: ``seed2`` before ``seed10``."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t.lower())
+            for t in re.split(r"(\d+)", str(text)) if t]
+
+
+def shown_option(value: object) -> str:
+    """An option's value as the page writes it (``0.001``, ``a,b``, ``none``)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(shown_option(v) for v in value) or "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value)
 
 
 def percent_scale(metric: str) -> float:

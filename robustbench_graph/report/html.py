@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import math
 
-from .formatting import family_title, format_number, units_note
+from .formatting import family_title, format_number, natural_key, units_note
 from .html_parts import (
     CLAIMS_CSS,
     bullets,
@@ -24,6 +24,7 @@ from .html_parts import (
     settings_section,
 )
 from .model import Headline, PlotFile, Report, Table
+from .plots import DOTS_MAX
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; color: #222; max-width: 84em;
@@ -47,6 +48,8 @@ table.headline th { max-width: 8em; font-weight: 600; }
 table.headline caption { text-align: left; font-size: 0.9em; color: #555; padding: 0.2em 0; }
 .question { font-size: 1.05em; background: #f6f8fa; padding: 0.6em 1em; border-radius: 4px; }
 figure.curve { display: inline-block; width: 48%; min-width: 28em; vertical-align: top; }
+table.oneline td, table.oneline th { white-space: nowrap; }
+details > summary { cursor: pointer; margin: 0.3em 0; }
 """
 
 
@@ -82,7 +85,8 @@ def headline_html(head: Headline) -> str:
     for k, cols in enumerate(groups):
         if not cols:
             continue
-        caption = "at the headline settings" if k == 0 else "area under each curve"
+        caption = ("at the headline settings" if k == 0 else "area under each curve") + (
+            f"; {units_note()}, Δ in percentage points")
         header = ('<th class="name">method</th><th>n</th>' + "".join(
             f'<th title="{esc(head.columns[j].label)} ({esc(head.columns[j].unit)})">'
             f"{esc(family_title(head.columns[j].perturbation))}<br><small>"
@@ -164,23 +168,28 @@ def render_html(report: Report) -> str:
     if report.warnings:
         parts += ['<section id="warnings">\n<h2>Warnings</h2>\n',
                   bullets(report.warnings, "warn"), "</section>\n"]
-    if report.notes:
-        parts += ['<section id="notes">\n<h2>Notes</h2>\n', bullets(report.notes), "</section>\n"]
-    failed = report.failed_runs
-    if failed:
-        parts += ['<section id="failed">\n<h2>Failed runs</h2>\n',
-                  html_table(["run", "method", "seed", "message"],
-                        ([esc(r.run), esc(r.method), esc(r.seed), esc(r.message or "–")]
-                         for r in failed)),
-                  "</section>\n"]
     parts.append('<section id="headline">\n<h2>Headline</h2>\n'
                  f'<p class="note">{esc(report.footer)} Bold: best per column. Hover a cell '
                  "for Cliff's delta and the Holm p.</p>\n")
     for head in report.headlines:
         parts += [f"<h3>{esc(head.title)}</h3>\n", headline_html(head)]
-    parts += ['</section>\n<section id="curves">\n<h2>Curves over strength</h2>\n'
-              '<p class="note">Lines: median over networks; bands: interquartile range over '
-              "networks; dots: one network each; the baseline is black and dashed.</p>\n",
+    parts.append("</section>\n")
+    if report.notes:
+        parts += ['<section id="notes">\n<h2>Notes</h2>\n', bullets(report.notes), "</section>\n"]
+    failed = report.failed_runs
+    if failed:
+        parts += ['<section id="failed">\n<h2>Failed runs</h2>\n<details><summary>'
+                  f"{len(failed)} failed run{'s' if len(failed) > 1 else ''}</summary>\n",
+                  html_table(["run", "method", "seed", "message"],
+                             ([esc(r.run), esc(r.method), esc(r.seed), esc(r.message or "–")]
+                              for r in sorted(failed, key=lambda r: natural_key(r.run))),
+                             cls="oneline"),
+                  "</details>\n</section>\n"]
+    parts += ['<section id="curves">\n<h2>Curves over strength</h2>\n'
+              '<p class="note">Lines: median over networks; dark bands: interquartile range '
+              f"over networks; dots: one network each, or past {DOTS_MAX} networks a light "
+              "band of the 10th–90th percentiles instead; the baseline is black and dashed."
+              "</p>\n",
               _figures(report.plots, "curve", "curve"),
               '</section>\n<section id="boxes">\n<h2>Headline settings, every draw</h2>\n',
               _figures(report.plots, "box"), "</section>\n", _smoothness(report),

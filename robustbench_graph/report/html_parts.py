@@ -9,7 +9,15 @@ import math
 from collections import Counter
 from collections.abc import Iterable
 
-from .formatting import setting_label
+from .aggregate import base_metric
+from .formatting import (
+    format_diff,
+    format_value,
+    natural_key,
+    setting_label,
+    shown_option,
+    value_unit,
+)
 from .model import Report
 
 
@@ -25,7 +33,8 @@ def num(x: object, digits: int = 4) -> str:
     return "–" if math.isnan(value) else esc(f"{value:.{digits}g}")
 
 
-def html_table(header: Iterable[str], rows: Iterable[Iterable[str]], name_cols: int = 1) -> str:
+def html_table(header: Iterable[str], rows: Iterable[Iterable[str]], name_cols: int = 1,
+               cls: str = "") -> str:
     """A table from already escaped cells; the first ``name_cols`` columns align left."""
     head = "".join(f'<th class="name">{h}</th>' if i < name_cols else f"<th>{h}</th>"
                    for i, h in enumerate(header))
@@ -33,7 +42,9 @@ def html_table(header: Iterable[str], rows: Iterable[Iterable[str]], name_cols: 
         "<tr>" + "".join(f'<td class="name">{c}</td>' if i < name_cols else f"<td>{c}</td>"
                          for i, c in enumerate(row)) + "</tr>\n"
         for row in rows)
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n"
+    attr = f' class="{cls}"' if cls else ""
+    return (f"<table{attr}>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody>\n"
+            "</table>\n")
 
 
 def bullets(items: list[str], cls: str = "") -> str:
@@ -41,20 +52,45 @@ def bullets(items: list[str], cls: str = "") -> str:
     return f"<ul{attr}>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>\n"
 
 
+def resolved_options(options: Iterable[tuple[str, object]], record: dict | None
+                     ) -> list[tuple[str, object]]:
+    """A method's loss options with each unset (None) option replaced by the value its run
+    recorded as used (``numerics.loss``, ``resolved``), where it did."""
+    record = record or {}
+    used = {**(record.get("numerics") or {}).get("loss", {}), **(record.get("resolved") or {})}
+    return [(k, used.get(k, v) if v is None else v) for k, v in options]
+
+
 def methods_section(report: Report) -> str:
+    """One line per method: its runs, its loss options (resolved values) and the training
+    settings that differ from rbg's defaults (every setting in the tooltip)."""
+    runs: dict[str, list] = {}
+    for info in report.runs:
+        runs.setdefault(info.method or "", []).append(info)
     rows = []
     for name in report.methods:
         cfg = report.method_configs.get(name)
         if cfg is None:
-            rows.append([esc(name), "–", "–"])
+            rows.append(f'<tr><td class="name">{esc(name)}</td><td>–</td><td>–</td><td>–</td>'
+                        "</tr>\n")
             continue
-        options = ", ".join(f"{k}={v}" for k, v in cfg.loss_options) or "–"
-        train = ", ".join(f"{k}={v}" for k, v in cfg.train)
-        rows.append([esc(name), esc(options), esc(f"parseval={cfg.parseval}, {train}")])
+        first = next((r.record for r in runs.get(name, []) if r.record), None)
+        options = ", ".join(f"{k}={shown_option(v)}"
+                            for k, v in resolved_options(cfg.loss_options, first)) or "–"
+        defaults = dict(cfg.defaults)
+        every = ", ".join(f"{k}={shown_option(v)}" for k, v in cfg.train)
+        changed = ", ".join(f"{k}={shown_option(v)}" for k, v in cfg.train
+                            if v != defaults.get(k)) or "rbg's defaults"
+        rows.append(f'<tr><td class="name">{esc(name)}</td><td>{len(runs.get(name, []))}</td>'
+                    f'<td class="name">{esc(options)}</td><td class="name" title="{esc(every)}">'
+                    f"{esc(f'parseval={cfg.parseval}, {changed}')}</td></tr>\n")
     return ('<p class="note">A method is a whole training configuration (resolved, defaults '
             "filled in): runs that differ in anything but the seed are different methods, "
-            "named by what differs from rbg's defaults.</p>\n"
-            + html_table(["method", "loss options", "training"], rows))
+            "named by what differs from rbg's defaults. Training: the settings that differ "
+            "from rbg's defaults (hover for every setting).</p>\n<table>\n<thead><tr>"
+            '<th class="name">method</th><th>runs</th><th class="name">loss options</th>'
+            '<th class="name">training</th>'
+            f"</tr></thead>\n<tbody>\n{''.join(rows)}</tbody>\n</table>\n")
 
 
 VERDICT_CLASS = {"supported": "v-yes", "contradicted": "v-no", "not shown": "v-none",
@@ -104,49 +140,99 @@ def comparisons_section(report: Report) -> str:
         return '<p class="note">No comparisons (see the notes above).</p>\n'
     power = f'<p class="note"><b>{esc(report.power)}</b></p>\n' if report.power else ""
     intro = ('<p class="note">n: networks (runs) of the method and of the baseline; every '
-             "test is on per-run values. p: two-sided Mann–Whitney, exact (every split of "
-             "the runs enumerated) unless marked; Holm over every row. CI: 95% cluster "
-             "bootstrap of the difference of medians (runs resampled). HL: Hodges–Lehmann "
-             "shift.</p>\n")
-    header = ["dataset", "model", "setting", "metric", "method", "n", "median",
+             "test is on per-run values. Values in the row's unit: accuracies in % and their "
+             "differences (Δ, CI, HL) in percentage points (pp). p: two-sided Mann–Whitney, "
+             "exact (every split of the runs enumerated) unless marked; Holm over every row. "
+             "CI: 95% cluster bootstrap of the difference of medians (runs resampled). HL: "
+             "Hodges–Lehmann shift.</p>\n")
+    header = ["dataset", "model", "setting", "metric", "method", "unit", "n", "median",
               f"median {esc(report.baseline)}", "Δ median", "95% CI", "Cliff's δ", "HL",
               "U", "p", "Holm p", *([] if report.power else ["sig."])]
-    rows = ([esc(r.dataset), esc(r.model),
-             esc(setting_label(r.perturbation, r.param, r.param_value, r.variant)),
-             esc(r.metric),
-             esc(r.method), esc(f"{r.n} vs {r.n_baseline}"), num(r.median),
-             num(r.median_baseline), num(r.diff_median),
-             f"[{num(r.ci_low)}, {num(r.ci_high)}]", num(r.cliffs_delta, 2),
-             num(r.hodges_lehmann), num(r.u_statistic),
-             num(r.p_value, 3) + ("" if r.exact else " (approx.)"),
-             num(r.p_holm, 3), *([] if report.power else ["*" if r.significant else ""])]
-            for r in df.itertuples(index=False))
-    return power + intro + '<div class="scroll">' + html_table(header, rows, name_cols=5) + "</div>"
+
+    def unit(metric: str) -> str:
+        u = value_unit(metric)
+        return "% (Δ in pp)" if u == "%" else u or "–"
+    rows = []
+    for r in df.itertuples(index=False):
+        m = base_metric(str(r.metric))  # a curve's area is in its metric's unit
+        rows.append([
+            esc(r.dataset), esc(r.model),
+            esc(setting_label(r.perturbation, r.param, r.param_value, r.variant)),
+            esc(r.metric), esc(r.method), esc(unit(m)), esc(f"{r.n} vs {r.n_baseline}"),
+            esc(format_value(r.median, m)), esc(format_value(r.median_baseline, m)),
+            esc(format_diff(r.diff_median, m)),
+            esc(f"[{format_diff(r.ci_low, m)}, {format_diff(r.ci_high, m)}]"),
+            num(r.cliffs_delta, 2), esc(format_diff(r.hodges_lehmann, m)), num(r.u_statistic),
+            num(r.p_value, 3) + ("" if r.exact else " (approx.)"), num(r.p_holm, 3),
+            *([] if report.power else ["*" if r.significant else ""])])
+    return (power + intro + '<div class="scroll">'
+            + html_table(header, rows, name_cols=6, cls="oneline") + "</div>")
+
+
+def _record_line(record: dict) -> str:
+    """A run's provenance for a tooltip: dataset, model, loss options, versions, commit."""
+    train = record.get("train", {})
+    options = ", ".join(f"{k}={shown_option(v)}"
+                        for k, v in sorted((train.get("loss_options") or {}).items()))
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(record.get("versions", {}).items()))
+    return (f"{train.get('dataset', '–')} / {train.get('model', '–')}; loss "
+            f"{train.get('loss', '–')} ({options or 'no options'}); {versions or 'no versions'}"
+            f"; commit {record.get('git_commit') or 'unknown'}")
+
+
+def _flat(record: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in record.items():
+        if isinstance(v, dict):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = json.dumps(v, sort_keys=True, default=str)
+    return out
 
 
 def provenance_section(report: Report) -> str:
-    rows, details = [], []
-    for info in report.runs:
+    """Every run, one line each, naturally sorted (``seed2`` before ``seed10``), and one
+    configuration per method (its first run's ``config.json``, with the fields that vary
+    among its runs named), both collapsed: the page grows by no line per run."""
+    runs = sorted(report.runs, key=lambda i: natural_key(i.run))
+    rows = []
+    for info in runs:
         record = info.record or {}
-        train = record.get("train", {})
-        versions = ", ".join(f"{k} {v}" for k, v in sorted(record.get("versions", {}).items()))
-        options = train.get("loss_options") or {}
-        rows.append([esc(info.run), esc(info.method or "–"), esc(info.seed), esc(info.status),
-                     esc(train.get("dataset", "–")), esc(train.get("model", "–")),
-                     esc(train.get("loss", "–")),
-                     esc(", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "–"),
-                     esc(train.get("epochs", "–")), esc(info.rows), esc(versions or "–"),
-                     esc(record.get("git_commit") or "–")])
-        if record:
-            text = json.dumps(record, indent=2, sort_keys=True, default=str)
-            details.append(f"<details><summary>{esc(info.run)}</summary>"
-                           f"<pre>{esc(text)}</pre></details>\n")
+        tip = esc(_record_line(record) + (f"; {info.message}" if info.message else ""))
+        rows.append(f'<tr title="{tip}"><td class="name">{esc(info.run)}</td>'
+                    f"<td>{esc(info.method or '–')}</td><td>{esc(info.seed)}</td>"
+                    f"<td>{esc(info.status)}</td>"
+                    f"<td>{esc(record.get('train', {}).get('epochs', '–'))}</td>"
+                    f"<td>{esc(info.rows)}</td></tr>\n")
     commits = Counter(str((i.record or {}).get("git_commit") or "unknown") for i in report.runs)
     summary = "; ".join(f"{c} ({k} run{'s' if k > 1 else ''})" for c, k in commits.most_common())
-    header = ["run", "method", "seed", "status", "dataset", "model", "loss", "loss options",
-              "epochs", "result rows", "versions", "git commit"]
-    return (f'<p class="note">Commits: {esc(summary)}</p>\n' + html_table(header, rows)
-            + "<h3>Configurations</h3>\n" + "".join(details))
+    statuses = ", ".join(f"{k} {s}" for s, k in Counter(i.status for i in runs).most_common())
+    by_method: dict[str, list] = {}
+    for info in runs:
+        if info.record:
+            by_method.setdefault(info.method or "–", []).append(info.record)
+    configs = []
+    for method in sorted(by_method, key=natural_key):
+        records = by_method[method]
+        flats = [_flat(r) for r in records]
+        keys = sorted({k for f in flats for k in f})
+        varying = [k for k in keys if len({f.get(k) for f in flats}) > 1]
+        text = json.dumps(records[0], indent=2, sort_keys=True, default=str)
+        configs.append(f"<details><summary>{esc(method)}: {len(records)} run"
+                       f"{'s' if len(records) > 1 else ''}; differ in "
+                       f"{esc(', '.join(varying) or 'nothing')}</summary>"
+                       f"<pre>{esc(text)}</pre></details>\n")
+    header = '<th class="name">run</th>' + "".join(
+        f"<th>{h}</th>" for h in ("method", "seed", "status", "epochs", "result rows"))
+    return (f'<p class="note">Commits: {esc(summary)}</p>\n'
+            f"<details><summary>{len(runs)} run folder{'s' if len(runs) != 1 else ''} "
+            f"({esc(statuses or 'none')}), one line each; hover a run for its versions and "
+            "commit</summary>\n"
+            f'<table class="oneline">\n<thead><tr>{header}</tr></thead>\n<tbody>\n'
+            f"{''.join(rows)}</tbody>\n</table>\n</details>\n"
+            f"<details><summary>Configurations: one per method ({len(configs)}), the first "
+            "run's config.json; every run's is in its folder</summary>\n"
+            + "".join(configs) + "</details>\n")
 
 
 def settings_section(report: Report) -> str:

@@ -43,6 +43,8 @@ class MethodConfig:
 
 
 def _show(value: Any) -> str:
+    if value is None:  # as -o writes it (a model-dependent default: laplacian gamma=none)
+        return "none"
     if isinstance(value, (list, tuple)):
         return ",".join(_show(v) for v in value) or "none"
     if isinstance(value, float):
@@ -56,7 +58,7 @@ def method_config(train: dict[str, Any]) -> MethodConfig:
     loss = cfg.loss
     try:
         options = resolved_options(loss, cfg.loss_options)
-        defaults_opt = resolved_options(loss, {})
+        defaults_opt = resolved_options(loss, {}, cfg.dataset)  # its family's preset
     except (RbgError, KeyError, TypeError):  # an unknown loss: its options as written
         options, defaults_opt = dict(cfg.loss_options), {}
     record = cfg.to_dict()

@@ -2,13 +2,14 @@
 
 * **Curves** (:func:`curve_figure`): x = the strength (the stronger perturbation to the
   right), y = the family's main metric; one line per method (median over networks) with its
-  interquartile band over networks, every network as a dot, the baseline drawn black and
-  dashed.
+  interquartile band over networks, every network as a dot (past :data:`DOTS_MAX` networks
+  a 10-90% band instead), the baseline drawn black and dashed.
 * **Per-image figures** a family declares: :func:`threshold_figure` (DeepFool's robust
   accuracy against ε) and :func:`grouped_figure` (curvature against noise survival).
 * **Boxes** (:func:`box_figure`, in the style of Lassance et al., Figs. 4–6): one figure per
   dataset/model, one panel per headline setting; a box describes the pooled draws of a
-  method (every noise draw of every network; descriptive only) and each dot is one network.
+  method (every noise draw of every network; descriptive only) and each dot is one network
+  (jittered past :data:`DOTS_MAX`); the panels fill a grid without an almost empty row.
 
 Methods keep one colour everywhere; axes are shared across methods within a panel; ``n``
 (networks) is in each legend. Each figure is written as PNG (150 dpi) and SVG under
@@ -49,6 +50,8 @@ PALETTE: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9
                             "#D55E00", "#F0E442")
 BASELINE_COLOUR = "#000000"
 PANEL_COLUMNS = 4
+# Past this many networks a method's curve shows a 10-90% band instead of one dot each.
+DOTS_MAX = 30
 
 
 def method_colors(methods: list[str], baseline: str | None = None) -> dict[str, str]:
@@ -72,7 +75,10 @@ def _new_figure(width: float, height: float) -> Figure:
 
 def _draw_curves(ax: Axes, x_of: dict[str, np.ndarray], y_of: dict[str, np.ndarray],
                  methods: list[str], colors: dict[str, str], baseline: str) -> None:
-    """``y_of[method]``: (networks, strengths) values at ``x_of[method]``."""
+    """``y_of[method]``: (networks, strengths) values at ``x_of[method]``. Up to
+    :data:`DOTS_MAX` networks a method shows each as a dot; past it, a lighter band of the
+    10th-90th percentiles over networks replaces the dots (hundreds of dots per strength
+    would cover the other methods)."""
     for m in methods:
         if m not in y_of:
             continue
@@ -80,13 +86,19 @@ def _draw_curves(ax: Axes, x_of: dict[str, np.ndarray], y_of: dict[str, np.ndarr
         med = np.nanmedian(y, axis=0)
         lo, hi = np.nanquantile(y, 0.25, axis=0), np.nanquantile(y, 0.75, axis=0)
         is_base = m == baseline
-        label = f"{m} (n={y.shape[0]})" + (" — baseline" if is_base else "")
+        band = "; light band: 10–90%" if y.shape[0] > DOTS_MAX else ""
+        label = f"{m} (n={y.shape[0]}{band})" + (" — baseline" if is_base else "")
         ax.plot(x, med, color=colors[m], lw=2.2 if is_base else 1.6,
                 ls="--" if is_base else "-", marker="o", ms=3.5, label=label,
                 zorder=4 if is_base else 3)
         ax.fill_between(x, lo, hi, color=colors[m], alpha=0.15, lw=0)
-        for row in y:
-            ax.scatter(x, row, s=9, color=colors[m], alpha=0.55, lw=0, zorder=2)
+        if y.shape[0] > DOTS_MAX:
+            p10, p90 = np.nanquantile(y, 0.1, axis=0), np.nanquantile(y, 0.9, axis=0)
+            ax.fill_between(x, p10, p90, color=colors[m], alpha=0.07, lw=0.6,
+                            edgecolor=colors[m], ls=":")
+        else:  # one collection for every network of the method
+            ax.scatter(np.tile(x, y.shape[0]), y.ravel(), s=9, color=colors[m], alpha=0.55,
+                       lw=0, zorder=2)
 
 
 def curve_figure(runs: pd.DataFrame, title: str, xlabel: str, ylabel: str, stronger: str,
@@ -121,6 +133,13 @@ def _finish_curve(fig: Figure, ax: Axes, title: str, xlabel: str, ylabel: str) -
     ax.set_title(title, fontsize=10)
 
 
+def panel_grid(panels: int) -> tuple[int, int]:
+    """(columns, rows) for ``panels`` panels: at most :data:`PANEL_COLUMNS` a row, the rows
+    as even as can be and no empty row (5 panels: 3 + 2, not 4 + 1)."""
+    rows = max(1, math.ceil(panels / PANEL_COLUMNS))
+    return max(1, math.ceil(panels / rows)), rows
+
+
 def box_figure(results: pd.DataFrame, runs: pd.DataFrame, panels: list[tuple[str, dict]],
                title: str, methods: list[str], colors: dict[str, str]) -> Figure:
     """One panel per ``(label, selector)``: horizontal boxes of the pooled draws of each
@@ -129,8 +148,7 @@ def box_figure(results: pd.DataFrame, runs: pd.DataFrame, panels: list[tuple[str
 
     Returns the Figure; each panel holds one box (a patch) per method with values.
     """
-    ncols = min(PANEL_COLUMNS, max(1, len(panels)))
-    nrows = math.ceil(len(panels) / ncols)
+    ncols, nrows = panel_grid(len(panels))
     fig = _new_figure(3.7 * ncols, (0.45 * len(methods) + 1.5) * nrows + 0.5)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, (label, selector) in zip(axes.flat, panels, strict=False):
@@ -152,8 +170,12 @@ def box_figure(results: pd.DataFrame, runs: pd.DataFrame, panels: list[tuple[str
                 median.set_color("black")
             for m in shown:
                 v = nets.loc[nets["method"] == m, "value"].dropna().to_numpy() * scale
-                ax.scatter(v, np.full(v.size, positions[m]), s=16, color=colors[m],
-                           edgecolor="black", lw=0.4, zorder=3)
+                many = v.size > DOTS_MAX  # small, jittered dots (a fixed jitter: reproducible)
+                jitter = (np.random.default_rng(0).uniform(-0.2, 0.2, v.size) if many
+                          else np.zeros(v.size))
+                ax.scatter(v, positions[m] + jitter, s=5 if many else 16, color=colors[m],
+                           edgecolor="black", lw=0.2 if many else 0.4,
+                           alpha=0.5 if many else 1.0, zorder=3)
         ax.set_yticks([positions[m] for m in shown],
                       [f"{m} (n={int((nets['method'] == m).sum())})" for m in shown])
         ax.set_ylim(0.4, max(1, len(shown)) + 0.6)

@@ -18,18 +18,17 @@ This module reads and writes them and knows nothing of models or losses.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
+from typing import TYPE_CHECKING, Any
 
 from ..config import MAX_SEED, TrainConfig
 from ..errors import RbgError
 from ..reading import read_bounded
 from .atomic import atomic_write, write_json_atomic
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -121,6 +120,8 @@ MAX_WEIGHTS_BYTES = 2**34
 def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
     """Weights as safetensors, serialised in memory and written by rbg itself: the usual
     file permissions, and a full disk surfaces as the OSError it is."""
+    from safetensors.torch import save as save_safetensors  # torch: imported when used
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
     data = save_safetensors(tensors)
     atomic_write(Path(path), lambda p: p.write_bytes(data))
@@ -129,6 +130,9 @@ def save_weights(path: Path, state: dict[str, torch.Tensor]) -> None:
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
     """Load a safetensors file; anything else (a pickle, a truncated file) is refused. The
     bytes are read by rbg (any path, UTF-8 or not), then parsed."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors  # torch: imported when used
+
     path = Path(path)
     try:
         data = read_run_bytes(path, MAX_WEIGHTS_BYTES)
@@ -145,8 +149,21 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def find_runs(root: Path) -> list[Path]:
-    """Every run folder (one holding config.json) under ``root``, sorted."""
+    """Every run folder (one holding config.json) under ``root``, sorted, following symbolic
+    links (a folder of links to run folders is a common way to assemble a subset); a folder
+    reached twice, through a link loop or two links, is read once."""
     root = Path(root)
-    if (root / CONFIG).exists():
+    if (root / CONFIG).is_file():
         return [root]
-    return sorted(p.parent for p in root.rglob(CONFIG))
+    found: list[Path] = []
+    seen: set[str] = set()
+    for here, dirs, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(here)
+        if real in seen:  # a loop, or a second way in: not again, nor below it
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        if CONFIG in files:
+            found.append(Path(here))
+    return sorted(found)

@@ -23,25 +23,30 @@ from torch import nn
 
 from ..data import DatasetInfo
 from ..errors import RbgError
+from ..models.checkpoint import unwrap_checkpoint
 from ..models.external import ExternalModel
+from .ecosystem import LIBRARY_KINDS, build, inspect_library_run
 from .folder import CONFIG, WEIGHTS, load_weights
 from .run_code import inspect_run, untrusted_message
-from .user_code import DEFAULT_TIMEOUT, build_network, describe_error, time_limit, user_code
+from .user_code import DEFAULT_TIMEOUT, describe_error, time_limit, user_code
 from .user_code import is_imported as is_imported
 
 IMPORTED_LOSS = "imported"  # the ``loss`` of an imported run's train record
 
 
-def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str, list[str]]:
     """Tensors by name from safetensors or a torch ``state_dict`` file (``weights_only``;
-    a ``{"state_dict": ...}`` checkpoint is unwrapped); returns them and the format."""
+    a RobustBench-format checkpoint, ``{"state_dict": ...}`` with ``module.`` prefixes, is
+    unwrapped: :mod:`..models.checkpoint`); returns them, the format and what unwrapping
+    did."""
     path = Path(path)
     if not path.is_file():
         raise RbgError(f"weights file {path} does not exist")
     with open(path, "rb") as fh:
         head = fh.read(9)
     if len(head) == 9 and head[8:9] == b"{":  # safetensors: u64 header length, then JSON
-        return load_weights(path), "safetensors"
+        state, notes = unwrap_checkpoint(load_weights(path), str(path))
+        return state, "safetensors", notes
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -54,12 +59,8 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     except Exception as err:
         raise RbgError(f"{path} is neither safetensors nor a torch state_dict file "
                        f"({describe_error(err)})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise RbgError(f"{path} is not a state_dict (a mapping of names to tensors)")
-    return state, "torch state_dict"
+    state, notes = unwrap_checkpoint(state, str(path))
+    return state, "torch state_dict", notes
 
 
 def load_into(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
@@ -87,23 +88,35 @@ def _parse_weights(data: bytes, path: Path) -> dict[str, torch.Tensor]:
         raise RbgError(f"{path} is not a valid safetensors weights file ({err})") from None
 
 
+def _kind(record: dict[str, Any]) -> Any:
+    imported = record.get("imported")
+    source = imported.get("source") if isinstance(imported, dict) else None
+    return source.get("kind") if isinstance(source, dict) else None
+
+
 def rebuild(run_dir: Path, record: dict[str, Any], info: DatasetInfo,
             timeout: float | None = DEFAULT_TIMEOUT) -> ExternalModel:
     """An imported run's model, from its recorded source and its folder's weights, once
     :func:`inspect_run` has checked them and the user trusts the code (:mod:`.trust`)."""
     run_dir = Path(run_dir)
-    code = inspect_run(run_dir, record)
+    if _kind(record) in LIBRARY_KINDS:  # timm, ONNX: no code of the user's, nothing to trust
+        source, code_bytes, code_path, weights = inspect_library_run(run_dir, record)
+    else:
+        code = inspect_run(run_dir, record)
+        if not code.trusted:
+            raise RbgError(untrusted_message([run_dir]))
+        source, code_bytes, code_path, weights = (code.source, code.code, code.code_path,
+                                                  code.weights)
     try:
         io_record = record["imported"]["input"]
         space, mean, std = io_record["space"], io_record["mean"], io_record["std"]
         blocks = list(record["imported"]["blocks"])
+        no_gradient = record["imported"].get("no_gradient")
     except (KeyError, TypeError, AttributeError):
         raise RbgError(f"{run_dir / CONFIG}: its 'imported' record is incomplete") from None
-    if not code.trusted:
-        raise RbgError(untrusted_message([run_dir]))
     with time_limit(timeout, f"building the model of {run_dir}"), \
             user_code(f"building the model of {run_dir}"):
-        net = build_network(code.source, code.code, code.code_path)
-        load_into(net, _parse_weights(code.weights, run_dir / WEIGHTS),
-                  str(run_dir / WEIGHTS))
-        return ExternalModel(net, info, input_space=space, mean=mean, std=std, blocks=blocks)
+        net = build(source, code_bytes, code_path)
+        load_into(net, _parse_weights(weights, run_dir / WEIGHTS), str(run_dir / WEIGHTS))
+        return ExternalModel(net, info, input_space=space, mean=mean, std=std, blocks=blocks,
+                             no_gradient=no_gradient)

@@ -34,6 +34,7 @@ from .user_code import SOURCE_COPY
 
 RUN_FILES = frozenset({CONFIG, WEIGHTS, LOSS_STATE, TRAIN_LOG, STATUS, CHECKPOINT, RESULTS,
                        ATTACK_RECORD, SOURCE_COPY,
+                       "model.onnx",  # an imported ONNX file (ecosystem.ONNX_COPY)
                        ".rbg.lock",  # the attack's lock (attack.LOCK)
                        ".rbg-attack-failed.json"})  # an experiment's failed attack unit
 RUN_PATTERNS = (".*.tmp",  # an atomic write's temp file (.atomic)

@@ -23,6 +23,7 @@ from .user_code import (
     ModelSource,
     is_imported,
     locate_module,
+    read_checked_copy,
     sha256_bytes,
     sha256_of,
 )
@@ -97,13 +98,7 @@ def inspect_run(run_dir: Path, record: dict[str, Any]) -> RunCode:
     code = code_path = code_sha = None
     if source.kind == "file":
         code_path = run_dir / SOURCE_COPY
-        try:
-            code = read_run_bytes(code_path, MAX_SOURCE_BYTES)
-        except FileNotFoundError:
-            code = None
-        if code is None or sha256_bytes(code) != src.get("sha256"):
-            raise RbgError(f"{code_path} is missing or differs from the imported source "
-                           "(SHA-256); import the model again")
+        code = read_checked_copy(code_path, MAX_SOURCE_BYTES, src.get("sha256"), "source")
         code_sha = src["sha256"]
     elif source.kind == "module":
         try:

@@ -23,10 +23,11 @@ from typing import Any
 from torch import nn
 
 from ..errors import RbgError
+from .folder import read_run_bytes
 
 DEFAULT_TIMEOUT = 300.0  # seconds for building (and, on import, checking) a model
 SOURCE_COPY = "model_source.py"
-KINDS = ("file", "module", "torchvision")
+KINDS = ("file", "module", "torchvision", "timm", "onnx")
 CODE_KINDS = ("file", "module")  # sources whose code runs only when trusted (.trust)
 MAX_SOURCE_BYTES = 16 * 2**20  # a model file beyond this is not one
 
@@ -160,6 +161,19 @@ def locate_module(name: str) -> Path:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def read_checked_copy(path: Path, limit: int, sha256: Any, what: str) -> bytes:
+    """The bytes of a file an import copied into a run folder, checked against the SHA-256
+    recorded then; a missing or changed copy is one line naming ``what`` it was."""
+    try:
+        data = read_run_bytes(path, limit)
+    except FileNotFoundError:
+        data = None
+    if data is None or sha256_bytes(data) != sha256:
+        raise RbgError(f"{path} is missing or differs from the imported {what} (SHA-256); "
+                       "import the model again")
+    return data
 
 
 def exec_source(code: bytes, path: Path) -> types.ModuleType:

@@ -135,7 +135,8 @@ def train_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     clean_stale_temp_files(run_dir)  # left by a writer that was killed
     if action == "new":
-        write_json_atomic(run_dir / CONFIG, spec.config_record(device, info, validation))
+        write_json_atomic(run_dir / CONFIG, spec.config_record(device, info, validation,
+                                                                model=model))
     try:
         return _train(spec, cfg, model, info, action, device, (train_data, val_data, test_data),
                       on_progress)

@@ -16,7 +16,14 @@ from ..config import TrainConfig
 from ..data import DatasetInfo, dataset_info
 from ..device import describe_device
 from ..errors import RbgError
-from ..losses import LOSSES, create_loss, method_name, parse_loss_options, resolved_options
+from ..losses import (
+    LOSSES,
+    create_loss,
+    method_name,
+    parse_loss_options,
+    preset_record,
+    resolved_options,
+)
 from ..rundir.folder import CHECKPOINT, CONFIG, WEIGHTS, read_config, read_status
 from ..rundir.provenance import software_record
 from ..rundir.replace import check_target
@@ -41,11 +48,13 @@ class RunSpec:
 
     def config_record(self, device: torch.device | None = None,
                       info: DatasetInfo | None = None,
-                      validation: dict[str, Any] | None = None) -> dict[str, Any]:
+                      validation: dict[str, Any] | None = None,
+                      model: Any = None) -> dict[str, Any]:
         """The run's ``config.json``, with the classifier head its loss trains; with
         ``device``, also the hardware it trains on, with ``info`` the dataset's (recorded: an
         image folder's info comes from its files), with ``validation`` the validation split
-        held out of the training split (``ValidationSplit.record``)."""
+        held out of the training split (``ValidationSplit.record``), with ``model`` the
+        values the loss's unset options take on it (``resolved``, e.g. Laplacian's γ)."""
         hardware: dict[str, Any] = {} if validation is None else {"validation": validation}
         if info is not None:
             hardware["dataset_info"] = dataclasses.asdict(info)
@@ -61,11 +70,14 @@ class RunSpec:
                     "loss": loss.numerics(device, self.config.batch_size),
                 },
             }
+            if model is not None and (values := loss.resolved(model)):
+                hardware["resolved"] = values
         return {
             "run": self.name,
             "seed": self.seed,
             "method": self.method,
             "train": self.config.to_dict(),
+            "loss_preset": preset_record(self.config.loss, self.config.dataset),
             HEAD_RECORD: head_record(*loss_head(self.config.loss, self.config.loss_options)),
             **software_record(),
             **hardware,
@@ -82,7 +94,7 @@ def loss_head(loss: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def method_of(config: TrainConfig) -> str:
     """The training configuration without the seed, named readably (``laplacian+parseval``)."""
-    name = method_name(config.loss, config.loss_options)
+    name = method_name(config.loss, config.loss_options, config.dataset)
     return f"{name}+parseval" if config.parseval else name
 
 
@@ -93,7 +105,7 @@ def run_name(config: TrainConfig, seed: int) -> str:
 def plan_runs(config: TrainConfig, seeds: list[int], out: Path) -> list[RunSpec]:
     """The training units of a sweep: one :class:`RunSpec` per seed (plain data)."""
     config.validate()
-    options = resolved_options(config.loss, config.loss_options)
+    options = resolved_options(config.loss, config.loss_options, config.dataset)
     config = replace(config.resolved(), loss_options=options)
     prefix = run_name(config, 0).removesuffix("seed0")  # the method is named once, not per seed
     return [RunSpec(config, s, Path(out) / f"{prefix}seed{s}") for s in seeds]

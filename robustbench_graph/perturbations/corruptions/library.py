@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ...errors import RbgError
 from ...settings import setting
 from ..checks import require
 from ..context import Draw
 from ..family import register_perturbation
+from ..lazy import F, inference_mode, torch
 from .base import SEVERITIES, CorruptionFamily, check_choice, severity_strengths
 
 EXTRA_MESSAGE = ("the corruptions perturbation needs the optional extra: pip install "
@@ -186,7 +185,7 @@ class Corruptions(CorruptionFamily):
         elif not self.settings.adapt:
             check_images(shape, "corruptions")
 
-    @torch.inference_mode()
+    @inference_mode
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: object
                 ) -> torch.Tensor:
         severity = self.severity(draw)

@@ -18,13 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
 from ...config import stable_seed
 from ...settings import setting
 from ..context import Draw
 from ..family import register_perturbation
+from ..lazy import F, inference_mode, torch
 from .base import SEVERITIES, CorruptionFamily, check_choice, severity_strengths
 
 REFERENCE = 28  # pixel sizes below are those of a 28 px image
@@ -199,7 +197,7 @@ class MnistC(CorruptionFamily):
     strengths = severity_strengths(CORRUPTIONS)
     suite_families = ("grey",)  # --suite all on colour runs measures corruptions instead
 
-    @torch.inference_mode()
+    @inference_mode
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: Any
                 ) -> torch.Tensor:
         """Each image under its own generator (run, corruption, draw, test index): the values

@@ -34,7 +34,6 @@ import warnings
 from dataclasses import dataclass
 
 import pandas as pd
-import torch
 
 from ...config import SUBSET_RULES, ImageSubset
 from ...settings import setting
@@ -42,6 +41,7 @@ from ..cell import Cell
 from ..checks import require
 from ..context import EvalContext, Measurement
 from ..family import Perturbation, register_perturbation
+from ..lazy import torch
 from ..metrics import Metric, conventional_median
 from ..report_extras import CellFilter, MetricLabel, PerImageFigure, ThresholdCurve
 from .native import deepfool
@@ -110,6 +110,13 @@ class DeepFool(Perturbation):
     order = 90
     title = "DeepFool"
     short_title = "deep fool"
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """Per norm, on ``samples`` images at most: ``steps`` steps of one forward and one
+        backward per candidate class (each image stops once it is misclassified, most within
+        a few steps), then the classification."""
+        n = min(images, self.settings.samples) * self.cell_count()
+        return n * (self.settings.steps + 1), n * self.settings.steps * self.settings.candidates
 
     @classmethod
     def describe_cell(cls, param: str, value: float) -> str:

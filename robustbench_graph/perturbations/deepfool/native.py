@@ -46,12 +46,8 @@ from __future__ import annotations
 
 import warnings
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from ...models.base import is_channels_last_model
 from ..gradients import fast_batchnorm_backward, forward_with_split, split_layer, without_onednn
+from ..lazy import F, nn, torch
 
 __all__ = ["deepfool"]
 
@@ -183,6 +179,8 @@ def deepfool(
     if len(x0) == 0 or steps <= 0:
         return x0.clone()
     if x0.ndim == 4:
+        from ...models.base import is_channels_last_model
+
         # The images take the model's memory layout (``models.set_memory_format``), so that
         # the convolutions run one layout throughout; the result keeps the caller's layout.
         layout = torch.channels_last if is_channels_last_model(model) else torch.contiguous_format

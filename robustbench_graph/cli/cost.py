@@ -1,0 +1,68 @@
+"""The estimate of a suite's cost as the terminal shows it before work starts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..experiment.cost import FamilyCost, RunEstimate
+
+
+def duration(seconds: float) -> str:
+    """``0.4 s``, ``12 s``, ``3 min``, ``1.5 h``."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _family(f: FamilyCost) -> str:
+    from ..experiment.cost import passes_text
+
+    bound = "≤" if f.at_most else ""
+    return (f"{f.name} {bound}{duration(f.seconds)} ({passes_text(f.forward)} fwd"
+            + (f" + {passes_text(f.backward)} bwd" if f.backward else "") + ")")
+
+
+def estimate_lines(est: RunEstimate, runs: int, threshold: float) -> list[str]:
+    """The estimate, per family, the total for ``runs`` runs, and the slow families."""
+    p = est.probe
+    lines = [f"estimate per run ({est.images} test images; a probe of {est.run} on {p.device}:"
+             f" {p.forward_s * 1e3:.3g} ms forward, {p.backward_s * 1e3:.3g} ms backward per "
+             f"image; ≤: an attack that stops early, at most):",
+             "  " + ", ".join(_family(f) for f in est.families),
+             f"  total {'≤' if any(f.at_most for f in est.families) else ''}"
+             f"{duration(est.seconds)} per run, {duration(est.seconds * runs)} for the {runs} "
+             "run(s)"]
+    if slow := est.slow(threshold):
+        lines.append(f"slow (over {duration(threshold)} per run): "
+                     + ", ".join(f"{f.name} {duration(f.seconds)} per run" for f in slow))
+    return lines
+
+
+def experiment_estimate_lines(exp, device: str, threshold: float) -> list[str]:  # noqa: ANN001
+    """The estimate of an experiment's suite per architecture (an untrained network of each
+    distinct dataset/model probed), before any unit runs; one line saying why when it
+    cannot be made (e.g. a dataset not downloaded yet)."""
+    from ..attack import TestSplits
+    from ..device import resolve_device
+    from ..errors import RbgError
+    from ..experiment.cost import estimate_config
+
+    groups: dict[tuple, list] = {}
+    for cfg in exp.configs:
+        groups.setdefault((cfg.dataset, cfg.model, cfg.width, cfg.feature_dim), []).append(cfg)
+    splits, lines = TestSplits(exp.data_dir), []
+    try:
+        dev = resolve_device(device)
+        for configs in groups.values():
+            est = estimate_config(configs[0], exp.suite, exp.attack, dev, splits)
+            head, *rest = estimate_lines(est, len(configs) * len(exp.seeds), threshold)
+            lines += [f"{configs[0].dataset}-{configs[0].model}: {head}", *rest]
+    except (RbgError, ValueError, KeyError, TypeError, RuntimeError, OSError, IndexError
+            ) as err:
+        lines.append(f"no estimate of the attack's cost: {err}")
+    return lines
