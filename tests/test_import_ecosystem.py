@@ -133,7 +133,6 @@ def timm_weights(tmp_path_factory):
     return tmp, net
 
 
-@pytest.mark.slow  # trains, attacks and reports: about a minute on 2 busy cores
 def test_a_timm_model_is_imported_attacked_and_reported(timm_weights):
     tmp, net = timm_weights
     runs = tmp / "runs"
@@ -164,7 +163,6 @@ def test_a_timm_cfg_declares_the_statistics_where_they_fit():
     assert declared_statistics(rgb, 1) is None  # 3 values for 1 channel: the dataset's
 
 
-@pytest.mark.slow  # trains, attacks and reports: about a minute on 2 busy cores
 def test_a_robustbench_checkpoint_with_a_module_prefix(tmp_path):
     net = _in_test_net(tmp_path)
     state = {f"module.{k}": v for k, v in net.state_dict().items()}  # nn.DataParallel's
@@ -197,7 +195,6 @@ def _export(net, path):
                           dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}})
 
 
-@pytest.mark.slow  # trains, attacks and reports: about a minute on 2 busy cores
 def test_an_onnx_export_attacks_as_its_torch_original(tmp_path):
     net = _in_test_net(tmp_path)
     torch.save(net.state_dict(), tmp_path / "w.pt")
@@ -227,7 +224,6 @@ def test_an_onnx_export_attacks_as_its_torch_original(tmp_path):
     print(f"clean: onnx {_value(converted, 'clean'):.4f} torch {_value(original, 'clean'):.4f}")
 
 
-@pytest.mark.slow  # trains, attacks and reports: about a minute on 2 busy cores
 def test_an_onnx_model_without_gradients_says_so_and_runs_gradient_free(tmp_path):
     net = _in_test_net(tmp_path, rounding=True)
     _export(net, tmp_path / "round.onnx")
@@ -247,7 +243,6 @@ def test_an_onnx_model_without_gradients_says_so_and_runs_gradient_free(tmp_path
     assert "Traceback" not in result.output
 
 
-@pytest.mark.slow  # trains a timm network: 45-70 s on 2 busy cores
 def test_the_normalisation_check_refuses_the_wrong_space_and_force_accepts(timm_weights):
     tmp, _ = timm_weights
     args = ["--timm", "test_resnet", "--kw", "num_classes=10", "--kw", "in_chans=1",
@@ -267,7 +262,6 @@ def test_the_normalisation_check_refuses_the_wrong_space_and_force_accepts(timm_
     print(lines[0])
 
 
-@pytest.mark.slow  # trains a timm network: 45-70 s on 2 busy cores
 def test_the_normalisation_check_catches_the_reverse(tmp_path):
     torch.save(_timm_net(normalized=False).state_dict(), tmp_path / "pixels.pt")
     run = tmp_path / "runs" / "norm"

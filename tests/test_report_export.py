@@ -283,7 +283,6 @@ def test_imported_network_has_no_forward_passes_and_stale_files_go(tmp_path: Pat
     assert not stale.exists() and mine.exists()
 
 
-@pytest.mark.slow
 def test_real_run_exports_clean_and_standard_autoattack(tmp_path: Path, digits_run: Path
                                                         ) -> None:
     """A trained digits network attacked by rbg (clean, PGD, AutoAttack standard at 0.3, 30

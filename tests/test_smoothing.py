@@ -198,7 +198,6 @@ def test_matches_a_per_image_reference_of_the_pseudocode(digits):
         assert row.radius == pytest.approx(radius, rel=1e-9, abs=1e-12)
 
 
-@pytest.mark.slow  # about 20 s (attack and report through the CLI)
 def test_rbg_attack_and_report_certified_never_above_deepfool(digits_run, tmp_path):
     run = tmp_path / "runs" / "run"
     shutil.copytree(digits_run, run)
