@@ -124,7 +124,7 @@ def _render_headline(head: Headline, width: int) -> None:
         title = f"{head.title}: " + ("area under each curve" if areas else "headline")
         rich = RichTable(title=escape(title), title_style="bold", box=box.SIMPLE_HEAD,
                          pad_edge=False)
-        rich.add_column("method", style="cyan", min_width=6, max_width=name, overflow="fold")
+        rich.add_column("method", style="cyan", min_width=name, max_width=name, overflow="fold")
         rich.add_column("n", justify="right")
         for j in cols:
             rich.add_column(escape("\n".join(head.columns[j].short)), justify="right")
