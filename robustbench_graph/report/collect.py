@@ -28,7 +28,14 @@ from ..rundir.attack_record import (
     settings_of,
     show_setting,
 )
-from ..rundir.folder import RESULTS, find_runs, read_config, read_run_bytes, read_status
+from ..rundir.folder import (
+    RESULTS,
+    find_runs,
+    is_imported,
+    read_config,
+    read_run_bytes,
+    read_status,
+)
 from ..rundir.per_image import load_per_image, per_image_path
 from ..rundir.results import COLUMNS, UNRECORDED, read_results, repair
 from .methods import MethodConfig, imported_method_config, method_config, name_methods
@@ -166,9 +173,7 @@ def _name_methods(runs: list[RunInfo], warnings: list[str]
             continue
         try:
             configs[str(info.path)] = (imported_method_config(info.record)
-                                       # an imported run (rundir.user_code.is_imported,
-                                       # whose module imports torch)
-                                       if isinstance(info.record.get("imported"), dict)
+                                       if is_imported(info.record)
                                        else method_config(dict(info.record["train"])))
         except (RbgError, KeyError, TypeError, ValueError) as err:
             warnings.append(f"{info.path}: its training configuration cannot be read ({err}); "

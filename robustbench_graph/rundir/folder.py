@@ -148,6 +148,11 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise RbgError(f"{path} is not a valid safetensors weights file ({message})") from None
 
 
+def is_imported(record: dict[str, Any]) -> bool:
+    """Whether a ``config.json`` record is of an imported network (``rbg import``)."""
+    return isinstance(record.get("imported"), dict)
+
+
 def find_runs(root: Path) -> list[Path]:
     """Every run folder (one holding config.json) under ``root``, sorted, following symbolic
     links (a folder of links to run folders is a common way to assemble a subset); a folder

@@ -20,7 +20,7 @@ from ..errors import RbgError
 from ..models import TappedModel, create_model, set_memory_format
 from ..models.heads import CENTROIDS, LINEAR
 from ..models.parseval import make_parseval
-from .folder import CONFIG, WEIGHTS, find_runs, load_weights, read_config, read_status
+from .folder import CONFIG, WEIGHTS, load_weights, read_config, read_status
 from .imported_model import is_imported, rebuild
 
 HEAD_RECORD = "model_head"  # config.json: {"name": "linear" | "centroids", "options": {...}}
@@ -101,11 +101,6 @@ def recorded_info(run_dir: Path, record: dict[str, Any]) -> DatasetInfo:
     except (KeyError, TypeError, ValueError):
         raise RbgError(f"{Path(run_dir) / CONFIG}: its dataset_info record is malformed"
                        ) from None
-
-
-def find_run_folders(root: Path) -> list[Path]:
-    """Every run folder under ``root``, following links (:func:`.folder.find_runs`)."""
-    return find_runs(root)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:

@@ -23,6 +23,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import RbgError
+from .folder import is_imported as is_imported
 from .folder import read_run_bytes
 
 DEFAULT_TIMEOUT = 300.0  # seconds for building (and, on import, checking) a model
@@ -57,10 +58,6 @@ def sha256_of(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def is_imported(record: dict[str, Any]) -> bool:
-    return isinstance(record.get("imported"), dict)
 
 
 class TimeUp(BaseException):
