@@ -12,7 +12,14 @@ reference on the same model, inputs and thread count, and prints one table:
   ``LinfPGD`` / ``L2PGD`` on the smallcnn; target >= 2x foolbox, with the same per-image
   success on >= 99.9% of images;
 * the regulariser (``bench/regularizer.py``): a default ``laplacian`` training step against a
-  CE step; target <= 1.25x on PreActResNet18 w16 (exact float32), <= 2x on smallcnn.
+  CE step; target <= 1.25x on PreActResNet18 w16 (exact float32), <= 2x on smallcnn;
+* randomized smoothing (``bench/smoothing.py --quick``, issue 30): rbg's CERTIFY against ART
+  1.20.1's ``PyTorchRandomizedSmoothing.certify`` at the same n0, n, alpha, sigma and batch on
+  a smallcnn and a linear classifier trained on mnist5k; target >= 10x ART's images/s, and
+  rbg's peak memory flat in n (its growth during certify at the largest n at most 16 MiB
+  above that at the smallest, every n >= the batch of 1,000 so that each forward pass is
+  full: rbg's memory is bounded by the batch; ART's grows with n);
+  left out with a note when ART is not installed.
 
 How a ratio is measured: the two sides run in one process, on the same batch, alternately
 (A, B, B, A, ...: the order flips every repeat), ``--repeats`` times; the ratio is the ratio
@@ -43,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import deepfool as df_bench  # noqa: E402  (bench/deepfool.py)
 import pgd as pgd_bench  # noqa: E402  (bench/pgd.py)
 import regularizer as reg_bench  # noqa: E402  (bench/regularizer.py)
+import smoothing as smooth_bench  # noqa: E402  (bench/smoothing.py)
 
 from robustbench_graph.data import dataset_info, load_dataset  # noqa: E402
 from robustbench_graph.models import create_model  # noqa: E402
@@ -153,6 +161,36 @@ def regularizer_rows(repeats: int, threads: int) -> list[Row]:
     return rows
 
 
+def smoothing_rows(threads: int) -> list[Row]:
+    """bench/smoothing.py --quick: one speed row per (case, n), one memory row per case."""
+    import importlib.util
+
+    if importlib.util.find_spec("art") is None:
+        print("smoothing: left out (pip install adversarial-robustness-toolbox==1.20.1 "
+              "--no-deps six statsmodels)", flush=True)
+        return []
+    speed, agreed, worst = smooth_bench.run(True, threads)
+    rows: list[Row] = []
+    for r in speed:
+        rows.append(("smoothing", f"{r['case']} mnist5k n={r['n']} certify", r["ratio"],
+                     ">= 10x ART", r["ratio"] >= 10.0,
+                     f"{r['images']} img, ART {r['art_ips']:.2f} rbg {r['rbg_ips']:.2f} img/s; "
+                     f"peak RSS growth ART {r['art_mib']:.0f} rbg {r['rbg_mib']:.0f} MiB"))
+    for case in dict.fromkeys(r["case"] for r in speed):
+        lo, hi = (next(r for r in seq if r["case"] == case) for seq in (speed, speed[::-1]))
+        growth = hi["rbg_mib"] / max(lo["rbg_mib"], 1.0)
+        agree = next((a for a in agreed if a["case"] == case), None)
+        note = "" if agree is None else (
+            f"; certified acc r=0 ART {agree['art'][0]:.3f} rbg {agree['rbg'][0]:.3f} "
+            f"(sd {agree['sd']:.3f}, {agree['images']} img)")
+        rows.append(("smoothing", f"{case} rbg peak memory n={lo['n']} -> {hi['n']}", growth,
+                     "flat: +<= 16 MiB", hi["rbg_mib"] - lo["rbg_mib"] <= 16.0,
+                     f"rbg {lo['rbg_mib']:.0f} -> {hi['rbg_mib']:.0f} MiB, ART "
+                     f"{lo['art_mib']:.0f} -> {hi['art_mib']:.0f} MiB; CP bound max diff "
+                     f"{worst:.0e}{note}"))
+    return rows
+
+
 def table(rows: list[Row]) -> list[str]:
     lines = [f"{'bench':<12} {'case':<52} {'ratio':>7}  {'target':<18} {'':<6} detail"]
     for bench, case, ratio, target, met, detail in rows:
@@ -170,8 +208,8 @@ def main() -> None:
                         help="interleaved repeats per ratio (default 3 quick, 5 full)")
     parser.add_argument("--no-append", action="store_true", help="do not write RESULTS.md")
     parser.add_argument("--note", default="", help="a line saying what this run measures")
-    parser.add_argument("--only", default="deepfool,pgd,regulariser",
-                        help="comma-separated subset of deepfool, pgd, regulariser")
+    parser.add_argument("--only", default="deepfool,pgd,regulariser,smoothing",
+                        help="comma-separated subset of deepfool, pgd, regulariser, smoothing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
@@ -203,6 +241,8 @@ def main() -> None:
                          "smallcnn mnist5k", repeats)
     if "regulariser" in only:
         rows += regularizer_rows(repeats * 3, args.threads)
+    if "smoothing" in only:
+        rows += smoothing_rows(args.threads)
     lines = head + table(rows) + [
         f"load average at end {load()}; {len(rows)} ratios, "
         f"{sum(r[4] for r in rows)} met, {sum(not r[4] for r in rows)} missed; "

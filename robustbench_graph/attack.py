@@ -35,9 +35,9 @@ from .errors import RbgError
 from .perturbations import (
     Cell,
     EvalContext,
-    Perturbation,
     build_suite,
     dataset_family,
+    plan_cells,
     suite_names,
 )
 from .rundir.atomic import clean_stale_temp_files
@@ -156,10 +156,6 @@ class TestSplits:
         if key not in self._train:
             self._train[key] = load_dataset(dataset, True, self.data_dir, split_seed=split_seed)
         return self._train[key]
-
-
-def plan_cells(suite: list[Perturbation], test_images: ImageSubset) -> list[Cell]:
-    return [cell for family in suite for cell in family.cells(test_images)]
 
 
 def _rows(run: LoadedRun, cell: Cell, measurements) -> list[dict]:  # noqa: ANN001

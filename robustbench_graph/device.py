@@ -10,9 +10,9 @@ import random
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .errors import RbgError
+from .lazy import torch
 
 
 def resolve_device(name: str) -> torch.device:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 # Layers, lowest first: a module may import from its own layer and the layers below it only.
 # A module is placed by the longest prefix listed here.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("base", ["errors", "reading", "registry", "device", "allocator", "settings", "config",
+    ("base", ["errors", "reading", "registry", "lazy", "device", "allocator", "settings", "config",
               "claims"]),
     ("data", ["data"]),
     ("graph", ["graph"]),

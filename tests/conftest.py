@@ -81,3 +81,36 @@ def write_tiny_model(folder: Path) -> Path:
                               torch.nn.Linear(16, 10))
     torch.save(net.state_dict(), folder / "w.pt")
     return folder
+
+
+class PassCounter:
+    """Rows through a network's last layer, forward and backward (the passes a perturbation
+    family declares, :meth:`Perturbation.passes`)."""
+
+    def __init__(self, layer: torch.nn.Module) -> None:
+        self.forward = self.backward = 0
+        self.handle = layer.register_forward_hook(self._forward)
+
+    def _forward(self, _module, _inputs, out: torch.Tensor) -> None:  # noqa: ANN001
+        self.forward += len(out)
+        if out.requires_grad:
+            out.register_hook(self._backward)
+
+    def _backward(self, grad: torch.Tensor) -> None:
+        self.backward += len(grad)
+
+
+def counted_passes(family, run, data) -> tuple[int, int]:  # noqa: ANN001
+    """(forward, backward) rows through ``run``'s network while ``family`` measures every
+    cell on ``data``."""
+    from robustbench_graph.config import ImageSubset
+    from robustbench_graph.perturbations import EvalContext
+
+    ctx = EvalContext(run.model, data, torch.device("cpu"), run.name, batch_size=50)
+    counter = PassCounter(run.model.head)
+    try:
+        for cell in family.cells(ImageSubset()):
+            family.measure(cell, ctx)
+    finally:
+        counter.handle.remove()
+    return counter.forward, counter.backward

@@ -16,7 +16,7 @@ from robustbench_graph.errors import RbgError
 from robustbench_graph.perturbations import EvalContext, family_class
 from robustbench_graph.perturbations import autoattack as aa_module
 
-from conftest import cli
+from conftest import cli, counted_passes
 
 CPU = torch.device("cpu")
 NEEDS_EXTRA = "pyautoattack (the autoattack extra) is not installed"
@@ -241,3 +241,20 @@ def test_suite_all_leaves_out_a_family_whose_extra_is_missing(monkeypatch, digit
                  "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert "note: --suite all leaves out autoattack" in result.output
+
+
+@pytest.mark.parametrize("version", ["cheap", "standard"])
+def test_passes_count_what_a_counted_run_does(digits_run, version):
+    """At the default budget APGD-CE leaves no image robust: its 100 steps and its first
+    gradient are the backwards, exactly, and the later attacks cost nothing; pyautoattack's
+    own checks add a few forwards."""
+    _extra()
+    run = load_run(digits_run, CPU)
+    test = load_dataset("digits", False)
+    with torch.no_grad():
+        right = torch.nonzero(run.model(test.float()).argmax(1) == test.labels).flatten()
+    family = _family(version=version)
+    forward, backward = counted_passes(family, run, test.subset(right[:60]))
+    declared = family.passes(60)
+    assert backward == declared[1] == 60 * 101
+    assert declared[0] <= forward <= 1.2 * declared[0]

@@ -21,7 +21,7 @@ from robustbench_graph.perturbations import EvalContext, family_class, suite_nam
 from robustbench_graph.perturbations.corruptions import library, native
 from robustbench_graph.report.summary_tables import summary_tables
 
-from conftest import RecordingModel, cli
+from conftest import RecordingModel, cli, counted_passes
 
 # Not monotone in L2 under the library's own parameters (measured on smooth 32 px images):
 # glass blur's severity 2 takes one shuffling pass where 1 and 3 take two or three, and
@@ -369,3 +369,15 @@ def test_rbg_report_shows_the_corruption_table(colour_run, tmp_path):
     assert len(plots) == 2 and any("pixelate" in p for p in plots), plots
     summary = pd.read_csv(tmp_path / "report" / "summary.csv")
     assert not math.isnan(summary[summary.perturbation == "corruptions"]["median"].iloc[0])
+
+
+def test_passes_count_a_forward_per_corruption_severity_draw_and_image(digits_run):
+    from robustbench_graph import load_run
+
+    cls = family_class("mnist-c")
+    family = cls(cls.resolve({"corruption": "contrast,rotate", "severity": "0,1,2",
+                              "draws": "2"}, "grey"))
+    data = load_dataset("digits", False).subset(torch.arange(100))
+    forward = 100 * 2 * 3 * 2  # images x corruptions x severities x draws
+    assert counted_passes(family, load_run(digits_run), data) == (forward, 0)
+    assert family.passes(100) == (forward + forward // 4, 0)  # + making the corruptions

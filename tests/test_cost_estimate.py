@@ -39,8 +39,11 @@ def test_gradient_attacks_declare_their_backward_passes() -> None:
     fgsm = _family("fgsm-before-norm", snr_db=(10.0,), linf_eps=(0.1,))
     assert fgsm.passes(50) == (2 * 50 * 2, 50 * 2)
     deepfool = _family("deepfool", samples=30, steps=5, candidates=4)
-    assert deepfool.passes(50) == (30 * 6, 30 * 5 * 4)  # on its 30 samples only
-    assert deepfool.passes(10) == (10 * 6, 10 * 5 * 4)  # fewer test images than samples
+    # steps 5 (under the typical 8): 5 steps of a forward and candidates - 1 backwards, and
+    # the 2 classifications; on its 30 samples only, or fewer test images than samples
+    assert deepfool.passes(50) == (30 * 7, 30 * 5 * 3)
+    assert deepfool.passes(10) == (10 * 7, 10 * 5 * 3)
+    assert deepfool.passes_at_most(10)[1] >= deepfool.passes(10)[1]
 
 
 def test_lipschitz_counts_its_own_training_images_and_curvature_its_hvps() -> None:
@@ -49,7 +52,7 @@ def test_lipschitz_counts_its_own_training_images_and_curvature_its_hvps() -> No
     plain = _family("curvature", probes=5, exact=False, noise_draws=2)
     assert plain.passes(10) == (10 * (1 + 5 + 2), 10 * (1 + 5))
     exact = _family("curvature", probes=5, exact=True, noise_draws=2)
-    assert exact.passes(10) == (10 * (1 + 5 + 5 + 2), 10 * (1 + 5 + 10))
+    assert exact.passes(10) == (10 * (1 + 5 + 5 + 2), 10 * (1 + 5 + 4 * 5))  # HVP: 4 backwards
 
 
 def test_suite_cost_prices_the_passes_and_names_the_slow_families() -> None:
@@ -58,7 +61,7 @@ def test_suite_cost_prices_the_passes_and_names_the_slow_families() -> None:
     measured = Probe(forward_s=1e-3, backward_s=2e-3, images=64, device="cpu")
     suite = build_suite(["clean", "pgd"], {"pgd": {"eps": (0.1,), "steps": 9}}, "grey")
     clean, pgd = suite_cost(suite, 1000, measured)
-    assert clean == FamilyCost("clean", 1000, 0, pytest.approx(1.0), False)
+    assert clean == FamilyCost("clean", 1000, 0, pytest.approx(1.0), False, pytest.approx(1.0))
     assert (pgd.forward, pgd.backward, pgd.at_most) == (10_000, 9000, True)
     assert pgd.seconds == pytest.approx(10.0 + 18.0)
     est = RunEstimate("r", 1000, measured, [clean, pgd])
@@ -67,6 +70,12 @@ def test_suite_cost_prices_the_passes_and_names_the_slow_families() -> None:
     assert lines[2] == "  total ≤29 s per run, 116 s for the 4 run(s)"
     assert lines[3] == "slow (over 20 s per run): pgd 28 s per run"
     assert len(estimate_lines(est, runs=4, threshold=60.0)) == 3  # nothing slow: no line
+    # DeepFool stops per image: a typical run's time, with its bound beside it
+    (deepfool,) = suite_cost(build_suite(["deepfool"], {"deepfool": {"samples": 1000}},
+                                         "grey"), 1000, measured)
+    assert not deepfool.at_most and deepfool.most_seconds > 2 * deepfool.seconds
+    line = estimate_lines(RunEstimate("r", 1000, measured, [deepfool]), 1, 1e9)[1]
+    assert line.startswith("  deepfool ") and ", at most " in line and "≤" not in line
 
 
 def test_the_probe_times_a_real_forward_and_backward() -> None:
@@ -89,11 +98,11 @@ def test_dry_run_prints_the_estimate_per_family_before_any_work(tmp_path: Path) 
         'epochs = 1\n[attack]\nsuite = "clean,pgd"\n[attack.settings]\n'
         'pgd = { eps = [0.1], steps = 3 }\n')
     result = cli("run", tmp_path / "grid.toml", "--out", tmp_path / "out", "--dry-run",
-                 "--device", "cpu")
+                 "--probe", "--device", "cpu")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     head = next(i for i, ln in enumerate(lines) if "estimate per run" in ln)
-    assert lines[head].startswith("digits-smallcnn: estimate per run (")
+    assert lines[head].startswith("digits-smallcnn: attack estimate per run (")
     assert "a probe of an untrained smallcnn on cpu" in lines[head]
     images = int(lines[head].split("(")[1].split()[0])
     assert re.search(rf"clean [0-9.]+ s \({images} fwd\)", lines[head + 1])

@@ -22,7 +22,7 @@ from robustbench_graph.perturbations.curvature import (
     top_eigenvalue,
 )
 
-from conftest import cli
+from conftest import cli, counted_passes
 
 D = 9  # 1x3x3 "images"
 EIGENVALUES = torch.tensor([3.0, -2.0, 1.5, 1.0, 0.5, 0.25, -0.1, 0.05, 0.0], dtype=torch.float64)
@@ -112,8 +112,10 @@ def test_values_are_seeded_per_image_not_per_batch(digits_run):
         family.measure(cell, ctx)
         tables.append(ctx.kept[cell.key].set_index("image"))
     first, whole = tables
-    # (float32 convolutions of other batch sizes round differently)
-    pd.testing.assert_frame_equal(first, whole.loc[first.index], rtol=1e-4)
+    # float32 convolutions of other batch sizes round differently, and the curvature is a
+    # difference of gradients that amplifies it (1.3e-4 relative seen on a 2-core machine);
+    # another seed per batch would differ by far more than 1e-3
+    pd.testing.assert_frame_equal(first, whole.loc[first.index], rtol=1e-3)
     # the survival noise has its own stream: other probes or the power iteration keep it
     other = family_class("curvature")
     other = other(other.resolve({"probes": "2", "noise_draws": "3", "top_eigenvalue": "true",
@@ -164,3 +166,19 @@ def test_rbg_attack_and_report_on_a_relu_network(digits_run, tmp_path):
         result.output
     result = cli("attack", "--runs", run, "--suite", "curvature", "-p", "curvature.h=1e-6")
     assert result.exit_code == 1 and "curvature.h must be in [1e-5, 1]" in result.output
+
+
+def test_passes_count_what_a_counted_run_does(digits_run):
+    """The forwards exactly; an HVP's two backwards through the logits are priced as
+    HVP_BACKWARDS (its measured cost in backward passes)."""
+    from robustbench_graph import load_run
+    from robustbench_graph.perturbations.curvature import HVP_BACKWARDS
+
+    cls = family_class("curvature")
+    family = cls(cls.resolve({"probes": "3", "noise_draws": "2"}, "grey"))
+    data = load_dataset("digits", False).subset(torch.arange(100))
+    forward, backward = counted_passes(family, load_run(digits_run), data)
+    hvps = 3
+    assert forward == family.passes(100)[0] == 100 * (1 + 3 + hvps + 2)
+    assert backward == 100 * (1 + 3 + 2 * hvps)
+    assert family.passes(100)[1] == backward + 100 * hvps * (HVP_BACKWARDS - 2)

@@ -19,6 +19,8 @@ from robustbench_graph.perturbations.gradients import (
     split_layer,
 )
 
+from conftest import counted_passes
+
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import foolbox as fb
@@ -413,3 +415,30 @@ def test_overshoot_schedule_is_checked_and_total_is_the_default():
     with pytest.raises(ValueError, match="overshoot_schedule"):
         deepfool(model, x[:0], y[:0], overshoot_schedule="")
     assert torch.equal(deepfool(model, x, y, overshoot_schedule="total"), deepfool(model, x, y))
+
+
+def test_passes_count_what_a_counted_run_does(digits_run):
+    """One step on correctly classified images is counted exactly; a run to the end stays
+    within the bound (each image stops once fooled: the declared count is a typical one)."""
+    from robustbench_graph import load_run
+    from robustbench_graph.perturbations import family_class
+    from robustbench_graph.perturbations.deepfool import TYPICAL_STEPS
+
+    def family(**raw):  # noqa: ANN003, ANN202
+        cls = family_class("deepfool")
+        return cls(cls.resolve({k: str(v) for k, v in raw.items()}, "grey"))
+
+    run = load_run(digits_run)
+    test = load_dataset("digits", False)
+    with torch.no_grad():
+        right = torch.nonzero(run.model(test.float()).argmax(1) == test.labels).flatten()
+    ok = test.subset(right[:60])
+    one = family(steps=1, samples=60, norms="l2,linf")
+    assert counted_passes(one, run, ok) == one.passes(60) == (2 * 60 * 3, 2 * 60 * 9)
+    full = family(samples=100)
+    counted = counted_passes(full, run, test.subset(torch.arange(100)))
+    most = full.passes_at_most(100)
+    assert full.passes(100) == (100 * (TYPICAL_STEPS + 3), 100 * TYPICAL_STEPS * 9)
+    assert most == (100 * 52, 100 * 50 * 9)
+    assert counted[0] <= most[0] and counted[1] <= most[1]
+    assert full.passes(100)[1] < most[1] / 5  # the bound is far from what a run takes

@@ -55,7 +55,8 @@ def test_the_shipped_experiments_parse_and_plan():
              "noise-cifar10": 60, "curvature-mnist5k": 30, "lmd-mnist5k": 20,
              "gsl-mnist5k": 20, "sp-mnist5k": 20, "noise-mnist5k": 60,
              "smoothing-mnist5k": 40, "smoothing-cifar10": 50, "loss-sweep-mnist5k": 162,
-             "parity-mnist5k": 100, "parity-fashion-mnist": 100}
+             "parity-mnist5k": 100, "parity-fashion-mnist": 100,
+             "gamma-sweep-fashion-mnist": 30}
     assert set(spec.shipped_experiments()) == set(sizes)
     for name, size in sizes.items():
         exp = spec.load(name)
@@ -218,7 +219,8 @@ def test_bad_experiment_files_are_one_line(tmp_path, text, message):
 def test_unknown_experiments_and_executors_are_one_line(tmp_path):
     result = cli("run", "no-such-experiment")
     assert result.exit_code == 1
-    assert "shipped name (curvature-mnist5k, demo, gsl-mnist5k, lapnet-cifar10" in result.output
+    assert ("shipped name (curvature-mnist5k, demo, gamma-sweep-fashion-mnist, gsl-mnist5k"
+            in result.output)
     result = cli("run", tmp_path / "missing.toml")
     assert result.exit_code == 1 and "does not exist" in result.output
     with pytest.raises(RbgError, match="unknown --executor 'mpi'"):

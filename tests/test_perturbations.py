@@ -317,3 +317,19 @@ def test_per_image_file_round_trip(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
     path.write_text("a,b\n1,2\n")
     assert read_per_image(tmp_path, "deepfool", "norm", 2.0, "abc123abc123") is None
+
+
+def test_dropout_passes_count_a_forward_per_image_rate_and_repeat():
+    """A counted run makes the forwards declared; the masks are priced as a third more."""
+    ctx = _toy_context(n=40)
+    family = _family("dropout", p=(0.25, 0.5), repeats=3)
+    rows = []
+    handle = ctx.model.head.register_forward_hook(lambda _m, _i, out: rows.append(len(out)))
+    try:
+        for cell in family.cells(ImageSubset()):
+            family.measure(cell, ctx)
+    finally:
+        handle.remove()
+    forward = 40 * 2 * 3
+    assert sum(rows) == forward
+    assert family.passes(40) == (forward + forward // 3, 0)

@@ -127,6 +127,21 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_finished_work(tmp_path):
     assert (first / "checkpoint.pt").exists() or (first / "model.safetensors").exists()
 
 
+def test_ctrl_c_in_a_terminal_stops_rbg_run_and_its_workers_without_a_traceback(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, the local workers included."""
+    (tmp_path / "long.toml").write_text(
+        'name = "long"\n[train]\ndatasets = ["digits"]\nseeds = "0-1"\nepochs = 400\n'
+        '[attack]\nsuite = "clean"\n')
+    proc = rbg("run", tmp_path / "long.toml", "--out", tmp_path / "out", "--workers", "2",
+               "--no-report", start_new_session=True)
+    first = tmp_path / "out" / "digits-smallcnn-ce-seed0"
+    wait_for(lambda: _epochs_done(first) >= 1)
+    os.killpg(proc.pid, signal.SIGINT)
+    code, out = finish(proc, timeout=60)
+    assert code != 0 and "interrupted" in out and "Traceback" not in out, out
+    assert (first / "checkpoint.pt").exists() or (first / "model.safetensors").exists()
+
+
 def test_two_attack_processes_share_a_runs_folder(trained, tmp_path):
     ref = _copy(trained, tmp_path / "ref")
     assert finish(rbg(*ATTACK, "--runs", ref))[0] == 0

@@ -309,3 +309,16 @@ def test_a_claim_may_name_a_method_by_its_recorded_id(tmp_path: Path) -> None:
     assert "noisy_sigma0.3" not in report.methods  # the report's own name differs
     assert row.verdict == "supported" and (row.n_method, row.n_baseline) == (4, 4)
     assert not any("no run has" in w for w in report.warnings)
+
+
+def test_the_page_asks_about_accuracy_when_only_clean_accuracy_was_measured(
+        tmp_path: Path) -> None:
+    for seed in (0, 1):
+        make_run(tmp_path / "runs", "ce", seed, [("clean", "none", 0.0, 0, "accuracy", 0.97)])
+        make_run(tmp_path / "runs", "sp", seed, [("clean", "none", 0.0, 0, "accuracy", 0.96)])
+    _report(tmp_path / "runs", tmp_path / "rep", claims=[])
+    page = (tmp_path / "rep" / "index.html").read_text()
+    question = page[page.index('class="question"'):]
+    assert "<b>sp</b> as accurate as the baseline <b>ce</b>" in question
+    assert "more robust" not in question[:question.index("</p>")]
+    assert "accuracies in percent" in page and "DeepFool in L2" not in page  # not measured

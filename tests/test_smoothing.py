@@ -4,6 +4,8 @@ reference on a trained run, and certified <= empirical robust accuracy through t
 
 import math
 import shutil
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -226,3 +228,38 @@ def test_rbg_attack_and_report_certified_never_above_deepfool(digits_run, tmp_pa
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (out / "plots").iterdir())
     assert any("smoothing-certified-accuracy" in n for n in names), names
+
+
+class CountingModel(nn.Module):
+    """Wraps a model and counts the images (batch rows) of every forward pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.rows, self.calls = model, 0, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x)
+        self.calls += 1
+        return self.model(x)
+
+
+def test_declared_passes_are_the_counted_forward_rows(digits):
+    loaded, test = digits
+    for raw in ({"n": 40, "n0": 10, "samples": 8, "batch": 64},
+                {"n": 1500, "n0": 7, "samples": 3, "batch": 1000, "subset": "first"}):
+        counting = CountingModel(loaded.model)
+        ctx = EvalContext(counting, test, CPU, loaded.name, batch_size=50)
+        family = _family(radius="0,0.1,0.2", **raw)  # three cells, one certification
+        _certify(family, ctx)
+        images = len(ImageSubset(raw["samples"], raw.get("subset", "spaced")).indices(len(test)))
+        assert counting.rows == images * (raw["n0"] + 2 * raw["n"]) + 1  # + the class probe
+        assert family.passes(len(test)) == (counting.rows, 0)
+        assert family.passes(len(test)) > (family.cell_count() * images, 0)  # above the default
+
+
+def test_importing_the_family_imports_no_torch():
+    code = ("import sys, robustbench_graph.perturbations.smoothing, "
+            "robustbench_graph.perturbations.smoothing_stats; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "False", out.stderr

@@ -41,6 +41,10 @@ def run(
         "--dry-run", help="List the units and their state; run nothing.")] = False,
     report: Annotated[bool, typer.Option(help="Write the report when the units are done.")
     ] = True,
+    probe: Annotated[bool, typer.Option(
+        "--probe", help="With --dry-run, time the attack's estimate on an untrained network "
+                        "(loads torch); without it the dry run counts the passes only.")
+    ] = False,
 ) -> None:
     """Run an experiment: plan every training and attack unit, skip what is done, run the
     rest, write the report. Interrupted? Run the same command again."""
@@ -59,7 +63,7 @@ def run(
             _config_table(rows, f"{title}, per configuration (each unit is listed up to "
                                 f"{MAX_LISTED} units)")
         _power(exp)
-        _estimate(exp, device)
+        _estimate(exp, device, probe)
         return
     ex = make_executor(executor, workers=workers, resources=exp.resources, address=address,
                        folder=exp.out / ".submitit")
@@ -198,11 +202,14 @@ def _power(exp: Experiment) -> None:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
-def _estimate(exp: Experiment, device: str) -> None:
-    """The attack's estimated passes and time per family, before any unit runs."""
+def _estimate(exp: Experiment, device: str, probe: bool = True) -> None:
+    """The attack's estimated passes and time per family, before any unit runs (without
+    ``probe``, the passes only: no network is built, torch is not imported)."""
     from .cmd_attack import SLOW_S
-    from .cost import experiment_estimate_lines
+    from .cost import declared_estimate_lines, experiment_estimate_lines
 
     if exp.suite.strip():
-        for line in experiment_estimate_lines(exp, device, SLOW_S):
+        lines = (experiment_estimate_lines(exp, device, SLOW_S) if probe
+                 else declared_estimate_lines(exp))
+        for line in lines:
             console.print(line, markup=False, highlight=False, soft_wrap=True)

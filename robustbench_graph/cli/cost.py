@@ -23,16 +23,22 @@ def _family(f: FamilyCost) -> str:
     from ..experiment.cost import passes_text
 
     bound = "≤" if f.at_most else ""
+    most = (f", at most {duration(f.most_seconds)}"
+            if duration(f.most_seconds) != duration(f.seconds) and f.most_seconds > f.seconds
+            else "")
     return (f"{f.name} {bound}{duration(f.seconds)} ({passes_text(f.forward)} fwd"
-            + (f" + {passes_text(f.backward)} bwd" if f.backward else "") + ")")
+            + (f" + {passes_text(f.backward)} bwd" if f.backward else "") + most + ")")
 
 
 def estimate_lines(est: RunEstimate, runs: int, threshold: float) -> list[str]:
     """The estimate, per family, the total for ``runs`` runs, and the slow families."""
     p = est.probe
-    lines = [f"estimate per run ({est.images} test images; a probe of {est.run} on {p.device}:"
-             f" {p.forward_s * 1e3:.3g} ms forward, {p.backward_s * 1e3:.3g} ms backward per "
-             f"image; ≤: an attack that stops early, at most):",
+    legend = (["≤: an attack that stops early, at most"] if any(f.at_most for f in est.families)
+              else []) + (["a typical run, then the most"]
+                          if any(f.most_seconds > f.seconds for f in est.families) else [])
+    lines = [f"attack estimate per run ({est.images} test images; a probe of {est.run} on "
+             f"{p.device}: {p.forward_s * 1e3:.3g} ms forward, {p.backward_s * 1e3:.3g} ms "
+             f"backward per image{''.join('; ' + x for x in legend)}):",
              "  " + ", ".join(_family(f) for f in est.families),
              f"  total {'≤' if any(f.at_most for f in est.families) else ''}"
              f"{duration(est.seconds)} per run, {duration(est.seconds * runs)} for the {runs} "
@@ -43,23 +49,62 @@ def estimate_lines(est: RunEstimate, runs: int, threshold: float) -> list[str]:
     return lines
 
 
+PER_IMAGES = 1000  # the unprobed estimate counts passes per this many test images
+
+
+def _groups(exp) -> list[list]:  # noqa: ANN001
+    groups: dict[tuple, list] = {}
+    for cfg in exp.configs:
+        groups.setdefault((cfg.dataset, cfg.model, cfg.width, cfg.feature_dim), []).append(cfg)
+    return list(groups.values())
+
+
+def declared_estimate_lines(exp) -> list[str]:  # noqa: ANN001
+    """The passes of an experiment's suite per family and in total, from the families'
+    declarations (no network, no data, no torch: ``rbg run --dry-run``), per
+    :data:`PER_IMAGES` test images of each run; it says that no time was probed."""
+    from ..errors import RbgError
+    from ..experiment.cost import declared_passes, passes_text
+
+    lines: list[str] = []
+    try:
+        for configs in _groups(exp):
+            cfg, runs = configs[0], len(configs) * len(exp.seeds)
+            costs = declared_passes(cfg, exp.suite, exp.attack, PER_IMAGES)
+            fwd, bwd = sum(f.forward for f in costs), sum(f.backward for f in costs)
+            bound = "≤" if any(f.at_most for f in costs) else ""
+            lines += [f"{cfg.dataset}-{cfg.model}: passes per run per {PER_IMAGES:,} test "
+                      "images, from the families' declarations (time not probed: --probe "
+                      "times an untrained network; ≤: an attack that stops early, at most):",
+                      "  " + ", ".join(
+                          f"{f.name} {'≤' if f.at_most else ''}{passes_text(f.forward)} fwd"
+                          + (f" + {passes_text(f.backward)} bwd" if f.backward else "")
+                          for f in costs),
+                      f"  total {bound}{passes_text(fwd)} fwd + {bound}{passes_text(bwd)} bwd "
+                      f"per run, {bound}{passes_text(fwd * runs)} fwd + "
+                      f"{bound}{passes_text(bwd * runs)} bwd for the {runs} run(s)"]
+    except (RbgError, ValueError, KeyError, TypeError) as err:
+        lines.append(f"no estimate of the attack's cost: {err}")
+    return lines
+
+
 def experiment_estimate_lines(exp, device: str, threshold: float) -> list[str]:  # noqa: ANN001
     """The estimate of an experiment's suite per architecture (an untrained network of each
-    distinct dataset/model probed), before any unit runs; one line saying why when it
+    distinct dataset/model probed with the threads a unit gets), before any unit runs; one
+    line saying why when it
     cannot be made (e.g. a dataset not downloaded yet)."""
     from ..attack import TestSplits
     from ..device import resolve_device
     from ..errors import RbgError
     from ..experiment.cost import estimate_config
 
-    groups: dict[tuple, list] = {}
-    for cfg in exp.configs:
-        groups.setdefault((cfg.dataset, cfg.model, cfg.width, cfg.feature_dim), []).append(cfg)
+    groups = _groups(exp)
     splits, lines = TestSplits(exp.data_dir), []
     try:
         dev = resolve_device(device)
-        for configs in groups.values():
-            est = estimate_config(configs[0], exp.suite, exp.attack, dev, splits)
+        for configs in groups:
+            est = estimate_config(configs[0], exp.suite, exp.attack, dev, splits,
+                                  max(1, exp.resources.cpus))
             head, *rest = estimate_lines(est, len(configs) * len(exp.seeds), threshold)
             lines += [f"{configs[0].dataset}-{configs[0].model}: {head}", *rest]
     except (RbgError, ValueError, KeyError, TypeError, RuntimeError, OSError, IndexError

@@ -28,9 +28,14 @@ def _die_with_parent() -> None:
 
 
 def _worker_main(conn: Connection, threads: int) -> None:
+    import signal
+
     from .jobs import run_unit, set_threads
 
     _die_with_parent()
+    # Ctrl-C in a terminal reaches the whole process group: the parent alone handles it
+    # (it stops the workers), so no worker prints its own traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_threads(threads)
     while True:
         try:
@@ -113,6 +118,11 @@ class LocalExecutor:
                     report(outcome)
                     for extra in schedule.finished(unit, outcome):
                         report(extra)
+        except BaseException:  # interrupted (Ctrl-C) or failed: the busy workers stop now
+            for w in workers:
+                if w.unit is not None and w.process.is_alive():
+                    w.process.terminate()
+            raise
         finally:
             for w in workers:
                 if w.process.is_alive():

@@ -164,8 +164,7 @@ def train_done(run_dir: Path) -> bool:
 
 def missing_cells(unit: Unit) -> int:
     """How many planned cells of an attack unit its results lack (under their settings)."""
-    from ..attack import plan_cells
-    from ..perturbations import build_suite, dataset_family, suite_names
+    from ..perturbations import build_suite, dataset_family, plan_cells, suite_names
     from ..rundir.folder import RESULTS, read_config
     from ..rundir.results import cell_fingerprints, read_results
     from ..rundir.runs import recorded_info

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
-
 from ..errors import RbgError
+from ..lazy import F, LazyFunction, torch
 
 SIMILARITIES = ("cosine", "cosine_clamped", "rbf_normalized")
 _EPS = 1e-12  # as F.normalize
@@ -49,7 +47,7 @@ def fresh_gradient(shape: torch.Size, dtype: torch.dtype, device: torch.device,
     return out, feature_rows(out)
 
 
-class _Gram(torch.autograd.Function):
+class _Gram:  # a torch.autograd.Function once applied (lazy.LazyFunction)
     """``G = R R^T`` of the flattened rows with the backward ``dR = (dG + dG^T) R``: one
     b x b x F product instead of the two that autograd takes for a generic matrix product.
 
@@ -89,6 +87,9 @@ class _Gram(torch.autograd.Function):
         return out, None, None
 
 
+_GRAM = LazyFunction(_Gram)
+
+
 def gram_matrix(features: torch.Tensor, gram_dtype: torch.dtype | None = None,
                 grad_dtype: torch.dtype | None = None) -> torch.Tensor:
     """``R R^T`` of the flattened rows (b x b), differentiable, exactly symmetric, float32.
@@ -99,7 +100,7 @@ def gram_matrix(features: torch.Tensor, gram_dtype: torch.dtype | None = None,
     AVX512-BF16 CPU, ``bench/RESULTS.md``), at a relative error of about 4e-3 on each entry of
     G (forward) or of the gradient (backward).
     """
-    return _Gram.apply(features, gram_dtype, grad_dtype)
+    return _GRAM.apply(features, gram_dtype, grad_dtype)
 
 
 def normalize_gram(gram: torch.Tensor) -> torch.Tensor:

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
-
 from ..errors import RbgError
+from ..lazy import F, LazyFunction, torch
 from . import feature_rows, fresh_gradient, is_channels_last, is_dense_graph
 
 _EPS = 1e-12  # as F.normalize
@@ -40,7 +37,7 @@ def _padded(signals: int) -> int:
     return -(-signals // _PAD) * _PAD
 
 
-class _CosineGraphProduct(torch.autograd.Function):
+class _CosineGraphProduct:  # a torch.autograd.Function once applied (lazy.LazyFunction)
     """``Y_t = A_t X_t`` for the dense cosine graphs A_t of T representations (module
     docstring). ``signals``: T x b x k; returns T x b x k in float32 (or wider).
 
@@ -71,8 +68,7 @@ class _CosineGraphProduct(torch.autograd.Function):
         ctx.feature_meta = [(f.shape, f.dtype, f.device, is_channels_last(f)) for f in features]
         return out[..., :k]
 
-    @staticmethod
-    @once_differentiable
+    @staticmethod  # made @once_differentiable by LazyFunction
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # noqa: ANN001
         raw_norms, weighted, out, *rest = ctx.saved_tensors
         rows, thin = rest[:ctx.count], rest[ctx.count:]
@@ -105,13 +101,16 @@ class _CosineGraphProduct(torch.autograd.Function):
         return (d_signals, *grads)
 
 
+_COSINE_GRAPH_PRODUCT = LazyFunction(_CosineGraphProduct, once_differentiable=True)
+
+
 def cosine_graph_products(representations: Sequence[torch.Tensor],
                           signals: torch.Tensor) -> torch.Tensor:
     """``A_t X_t`` for the dense cosine graph A_t of each representation (T x b x k), from
     signals X (b x k, shared, or T x b x k), without forming A_t. Differentiable in both."""
     if signals.ndim == 2:
         signals = signals.expand(len(representations), *signals.shape)
-    return _CosineGraphProduct.apply(signals, *representations)
+    return _COSINE_GRAPH_PRODUCT.apply(signals, *representations)
 
 
 def prefer_lowrank(batch_size: int, num_classes: int, m: int, k: int | None,

@@ -4,6 +4,11 @@ A loss is an ``nn.Module`` called as ``loss(model, images, labels) -> LossOutput
 forward pass itself, so it can tap activations or penultimate features. Its options are a
 frozen dataclass (``Options``), parsed from ``--loss-option key=value``. Stateful losses keep
 their state in buffers, which are saved with the run.
+
+A loss module imports no torch at its top (``from ..lazy import F, torch``): its declarations
+(``Options``, ``presets``, ``head``, description) are read by ``rbg list`` and ``rbg report``,
+which compute nothing with torch. ``TrainingLoss`` becomes an ``nn.Module`` when a loss is
+created (:class:`robustbench_graph.lazy.LazyModuleBase`).
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
-
-from ..data import ImageData, family_of
+from ..data import family_of
 from ..errors import RbgError
-from ..models import TappedModel
+from ..lazy import LazyModuleBase
 from ..registry import Registry
 from ..settings import parse_settings
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..data import ImageData
+    from ..models import TappedModel
 
 
 @dataclass
@@ -51,8 +59,9 @@ class LossPreset:
     source: str
 
 
-class TrainingLoss(nn.Module):
-    """Base class; subclasses set ``Options`` and implement ``forward``."""
+class TrainingLoss(LazyModuleBase):
+    """Base class; subclasses set ``Options`` and implement ``forward``. An instance is an
+    ``nn.Module`` (``LazyModuleBase``); the class itself is read without torch."""
 
     Options: ClassVar[type] = NoOptions
     # The classifier head the loss trains (models/heads.py) and the Options fields passed to

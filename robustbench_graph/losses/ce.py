@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
-from ..models import TappedModel
+from ..lazy import F, torch
 from .base import LossOutput, TrainingLoss, register_loss
+
+if TYPE_CHECKING:
+    from ..models import TappedModel
 
 
 @register_loss("ce", "cross-entropy; the baseline (Vanilla in LapNet, softmax in LMD)")

@@ -25,18 +25,21 @@ the k-NN (k = 10, cosine) cross-check.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-from ..data import ImageData
 from ..errors import RbgError
 from ..graph import knn_sparsify, label_signals, signal_smoothness, similarity
-from ..models import TappedModel
-from ..models.heads import CENTROIDS, CentroidHead
+from ..lazy import F, no_grad, torch
+from ..models.catalogue import CENTROIDS
 from ..settings import setting
 from .base import GREY_SWEEP, LossOutput, LossPreset, TrainingLoss, register_loss, require_choice
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..data import ImageData
+    from ..models import TappedModel
+    from ..models.heads import CentroidHead
 
 GSL_SIMILARITIES = {"cosine_clamped": "cosine_clamped", "cosine_signed": "cosine",
                     "rbf_normalized": "rbf_normalized"}
@@ -83,6 +86,8 @@ def _clipped(loss: torch.Tensor, model: nn.Module, max_norm: float) -> torch.Ten
 
 
 def _outputs(model: TappedModel, images: torch.Tensor) -> torch.Tensor:
+    from ..models.heads import CentroidHead
+
     head = model.head
     if not isinstance(head, CentroidHead):
         raise RbgError("the gsl loss needs a model built with the centroids head "
@@ -175,7 +180,7 @@ def class_means(outputs: torch.Tensor, labels: torch.Tensor, num_classes: int
     return sums / counts.clamp_min(1)[:, None], counts > 0
 
 
-@torch.no_grad()
+@no_grad
 def output_embeddings(model: TappedModel, data: ImageData, batch_size: int = 1000,
                       device: torch.device | str = "cpu") -> torch.Tensor:
     """The GSL outputs ``f(x)`` (before the centroid head) of every image, on the CPU."""
@@ -184,7 +189,7 @@ def output_embeddings(model: TappedModel, data: ImageData, batch_size: int = 100
                       for i in range(0, len(data), batch_size)])
 
 
-@torch.no_grad()
+@no_grad
 def knn_accuracy(model: TappedModel, train: ImageData, test: ImageData, *, k: int = 10,
                  batch_size: int = 1000, device: torch.device | str = "cpu") -> float:
     """Clean test accuracy of the k-NN rule (cosine, majority vote, ties to the larger

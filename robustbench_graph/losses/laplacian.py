@@ -46,16 +46,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Any
 
 from ..device import has_fast_bf16_matmul
 from ..errors import RbgError
 from ..graph import is_dense_graph, label_smoothness_per_layer
 from ..graph.lowrank import lowrank_label_smoothness_per_layer, prefer_lowrank
-from ..models import TappedModel, capture
+from ..lazy import F, torch
 from ..settings import setting
 from .base import (
     GREY_SWEEP,
@@ -66,13 +63,23 @@ from .base import (
     require_choice,
 )
 
+if TYPE_CHECKING:
+    from ..models import TappedModel
+
 NORMALIZATIONS = ("batch", "none")
 PAPER_GAMMA = 0.01
 # Laplacian powers: L^m S on a batch of 100 grows like b^m and leaves float32's range near
 # m = 19 (and gamma^m overflowed Python floats at m = 1000: OverflowError).
 MAX_POWER = 16
-GRAM_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+# precision name -> torch dtype name (None: float32); torch_dtype() gives the dtype
+GRAM_DTYPES = {"float32": None, "bfloat16": "bfloat16"}
 GRAD_DTYPES = {"auto": None, **GRAM_DTYPES}
+
+
+def torch_dtype(name: str) -> torch.dtype | None:
+    """The torch dtype of precision ``name`` (``float32``: None, the exact default)."""
+    dtype = GRAM_DTYPES[name]
+    return None if dtype is None else getattr(torch, dtype)
 GRAPH_FORMS = ("auto", "lowrank", "gram")
 
 
@@ -116,7 +123,7 @@ def resolve_grad_dtype(name: str, device: torch.device) -> torch.dtype | None:
     """The Gram backward's dtype for ``grad_dtype=name`` on ``device`` (None: float32)."""
     if name == "auto":
         return torch.bfloat16 if has_fast_bf16_matmul(device) else None
-    return GRAD_DTYPES[name]
+    return torch_dtype(name)
 
 
 def resolve_form(form: str, batch_size: int, num_classes: int, m: int, k: int | None,
@@ -228,7 +235,7 @@ class LaplacianLoss(TrainingLoss):
         o = self.options
         grad = resolve_grad_dtype(o.grad_dtype, device)
         form = resolve_form(o.form, batch_size, self.num_classes, o.m, o.k,
-                            GRAM_DTYPES[o.gram_dtype], grad, device.type)
+                            torch_dtype(o.gram_dtype), grad, device.type)
         grad_name = "float32" if grad is None or form == "lowrank" else "bfloat16"
         return {"form": form, "gram_dtype": o.gram_dtype if form == "gram" else "float32",
                 "grad_dtype": grad_name}
@@ -236,6 +243,8 @@ class LaplacianLoss(TrainingLoss):
     def forward(
         self, model: TappedModel, images: torch.Tensor, labels: torch.Tensor
     ) -> LossOutput:
+        from ..models import capture
+
         o = self.options
         all_taps = model.relu_taps
         index = parse_taps(o.taps, len(all_taps))
@@ -246,7 +255,7 @@ class LaplacianLoss(TrainingLoss):
             raise RbgError(f"expected {len(modules)} tap outputs, got {len(outs)}")
         ce = F.cross_entropy(logits, labels)
         delta, _ = regulariser(outs, labels, self.num_classes, m=o.m, k=o.k,
-                               normalize=o.normalize, gram_dtype=GRAM_DTYPES[o.gram_dtype],
+                               normalize=o.normalize, gram_dtype=torch_dtype(o.gram_dtype),
                                grad_dtype=resolve_grad_dtype(o.grad_dtype, images.device),
                                form=o.form)
         weight = resolve_gamma(o.gamma, o.normalize, model.laplacian_gamma) ** o.m

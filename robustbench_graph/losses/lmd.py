@@ -16,19 +16,18 @@ memory and the three terms.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RbgError
-from ..models import TappedModel
+from ..lazy import F, LazyModuleBase, nn, torch
 from ..settings import setting
 from .base import GREY_SWEEP, LossOutput, LossPreset, TrainingLoss, register_loss
 
+if TYPE_CHECKING:
+    from ..models import TappedModel
 
-class ClassCentreMemory(nn.Module):
+
+class ClassCentreMemory(LazyModuleBase):  # an nn.Module once created (registry)
     """Momentum (EMA) class centres with the "partial momentum" rule of LMD (docs/losses.md#lmd).
 
     The centres and an ``initialised`` mask are buffers, so they are saved with the run and a

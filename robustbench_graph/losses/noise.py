@@ -10,15 +10,16 @@ training loop applied: the noise is the only difference between them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from ..errors import RbgError
-from ..models import TappedModel
+from ..lazy import F, torch
 from ..settings import setting
 from .base import GREY_SWEEP, LossOutput, LossPreset, TrainingLoss, register_loss
 from .lmd import LargeMarginDiscriminative, LMDOptions
+
+if TYPE_CHECKING:
+    from ..models import TappedModel
 
 PAPER = "arXiv 2405.18499 v3"
 

@@ -19,15 +19,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import RbgError
-from ..models import TappedModel
+from ..lazy import torch
 from ..settings import setting
 from .base import GREY_SWEEP, LossOutput, LossPreset, TrainingLoss, register_loss
 
-BaseLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    from ..models import TappedModel
+
+BaseLoss = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 def log_probs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

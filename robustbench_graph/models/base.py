@@ -39,10 +39,8 @@ from torch import nn
 
 from ..data import DatasetInfo
 from ..errors import RbgError
-from ..registry import Registry
+from .catalogue import MODELS
 from .heads import attach_head
-
-MODELS: Registry[Callable[..., TappedModel]] = Registry("model")
 
 
 class Normalize(nn.Module):
@@ -137,7 +135,7 @@ def transform_outputs(
 
 def model_options(name: str) -> tuple[str, ...]:
     """The architecture options (``width``, ``feature_dim``) that a registered model takes."""
-    params = inspect.signature(MODELS.get(name).factory).parameters
+    params = inspect.signature(MODELS.load(name).factory).parameters
     return tuple(p for p in ("width", "feature_dim") if p in params)
 
 

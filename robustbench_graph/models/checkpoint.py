@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from ..errors import RbgError
+from ..lazy import torch
 
 CONTAINER_KEYS = ("state_dict", "model_state_dict", "model", "net")  # tried in this order
 PREFIXES = ("module.",)  # DataParallel's; stripped when every name has it

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RbgError
+from .catalogue import CENTROIDS, LINEAR
 
-LINEAR, CENTROIDS = "linear", "centroids"
 DEFAULT_TAU = 10.0  # the gsl loss's default logit scale (docs/losses.md#gsl)
 # Each head's options and their defaults.
 HEAD_OPTIONS: dict[str, dict[str, Any]] = {

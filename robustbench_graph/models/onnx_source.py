@@ -14,10 +14,8 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
-import torch
-from torch import nn
-
 from ..errors import RbgError
+from ..lazy import nn, torch
 
 EXTRA = "onnx"
 

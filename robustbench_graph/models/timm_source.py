@@ -15,9 +15,8 @@ import types
 from collections.abc import Sequence
 from typing import Any
 
-from torch import nn
-
 from ..errors import RbgError
+from ..lazy import nn
 
 EXTRA = "timm"
 

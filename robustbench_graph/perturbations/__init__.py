@@ -7,7 +7,7 @@ the suite order and the report's metric directions all come from its declaration
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import RbgError
 from ..registry import import_submodules
@@ -16,6 +16,9 @@ from .context import Draw, EvalContext, Measurement
 from .dataset_families import FAMILIES, dataset_family
 from .family import PERTURBATIONS, Perturbation, register_perturbation
 from .metrics import Metric
+
+if TYPE_CHECKING:
+    from ..config import ImageSubset
 
 import_submodules(__name__, __path__)
 
@@ -86,6 +89,11 @@ def build_suite(names: list[str], settings: dict[str, dict[str, Any]], family: s
             for n in names]
 
 
+def plan_cells(suite: list[Perturbation], test_images: ImageSubset) -> list[Cell]:
+    """Every cell the families of ``suite`` measure on ``test_images``, in suite order."""
+    return [cell for family in suite for cell in family.cells(test_images)]
+
+
 def check_suite(names: list[str], settings: dict[str, dict[str, Any]]) -> None:
     """Resolve the suite and every family given settings, for every dataset family: bad
     settings, and settings of a family the suite does not run (they would be ignored), fail
@@ -115,5 +123,5 @@ def metric_info(perturbation: str, metric: str) -> Metric | None:
 
 __all__ = ["DEFAULT_SUITE", "FAMILIES", "PERTURBATIONS", "Cell", "Draw", "EvalContext",
            "Measurement", "Metric", "Perturbation", "build_suite", "check_suite",
-           "dataset_family", "family_class", "family_title", "metric_info",
+           "dataset_family", "family_class", "family_title", "metric_info", "plan_cells",
            "register_perturbation", "suite_names", "suite_order"]

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import stable_seed
 from ..errors import RbgError
+from ..lazy import torch
 from .cell import Cell
-from .lazy import torch
 
 if TYPE_CHECKING:
     from ..data import ImageData

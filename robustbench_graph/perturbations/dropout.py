@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import RbgError
+from ..lazy import torch
 from ..settings import setting
 from .checks import require
 from .context import Draw
 from .family import Perturbation, register_perturbation
-from .lazy import torch
 from .metrics import Strength
 
 if TYPE_CHECKING:
@@ -73,6 +73,13 @@ class BlockDropout(Perturbation):
     # p=0.75 46.6/46.8% against 97.2/97.9% clean; docs/perturbations.md#dropout).
     presets = {"grey": {"p": (0.1, 0.25, 0.4, 0.5, 0.6, 0.75)}}
     headline_setting = {"grey": 0.5, "colour": 0.4}
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """A forward per image, rate and repeat, a third dearer for the masks drawn on every
+        tapped activation (measured on mnist5k, batches of 200: 1.33-1.40x a smallcnn
+        forward)."""
+        forward, _ = super().passes(images)
+        return forward + forward // 3, 0
 
     def taps(self, model: TappedModel, where: str = "") -> list[torch.nn.Module]:
         taps = model.block_taps

@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, final
 
 from ..config import ImageSubset
+from ..lazy import torch
 from ..registry import Registry
 from ..rundir.results import as_saved
 from ..settings import parse_settings, to_json
 from .cell import Cell
 from .context import Draw, EvalContext, Measurement
 from .dataset_families import FAMILIES
-from .lazy import torch
 from .metrics import ACCURACY, Metric, Strength
 from .report_extras import ReportExtra
 
@@ -165,6 +165,11 @@ class Perturbation:
         gradients or draws many copies overrides it (``rbg attack`` turns it into a time
         per family before work starts)."""
         return images * self.cell_count() * self.repeats(), 0
+
+    def passes_at_most(self, images: int) -> tuple[int, int]:
+        """The most :meth:`passes` can be; a family whose ``passes`` counts a typical run
+        (an attack that stops early, e.g. DeepFool) overrides it with its bound."""
+        return self.passes(images)
 
     # The guarantees ------------------------------------------------------------------------
     @final

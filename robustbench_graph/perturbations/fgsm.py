@@ -18,12 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..lazy import F, torch
 from ..settings import setting
 from .checks import require
 from .context import Draw
 from .family import Perturbation, register_perturbation
 from .gaussian import REALISED_SNR, check_snrs, snr_db
-from .lazy import F, torch
 from .metrics import ACCURACY, Metric, Strength
 
 

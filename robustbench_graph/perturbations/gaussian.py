@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..lazy import inference_mode, torch
 from ..settings import setting
 from .cell import Cell
 from .checks import require
 from .context import Draw, EvalContext, Measurement
 from .family import Perturbation, register_perturbation
-from .lazy import inference_mode, torch
 from .metrics import ACCURACY, Metric, Strength
 from .report_extras import RealisedValue
 

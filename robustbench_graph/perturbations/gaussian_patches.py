@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..lazy import inference_mode, torch
 from ..settings import setting
 from .checks import require, require_draws
 from .context import Draw
 from .family import Perturbation, register_perturbation
-from .lazy import inference_mode, torch
 from .metrics import Strength
 from .patches import fitted_patch_size, zero_patches
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .lazy import nn, torch
+from ..lazy import nn, torch
 
 
 @contextmanager

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import ImageSubset, stable_seed
+from ..lazy import inference_mode, torch
 from ..rundir.results import as_saved
 from ..settings import setting
 from .cell import Cell, settings_fingerprint
 from .checks import require
 from .context import EvalContext, Measurement
 from .family import Perturbation, register_perturbation
-from .lazy import inference_mode, torch
 from .metrics import Metric, Strength
 
 # LapNet's grid: r = 1.75 a / 30, a = 1..30, kept to the 10 digits results.csv keeps.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .lazy import torch
+from ..lazy import torch
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Strength:
 
     def text(self, value: float) -> str:
         unit = f" {self.unit}" if self.unit else ""
-        return f"{self.label} {value:g}{unit}".strip()
+        return f"{self.label} {value:.4g}{unit}".strip()  # 1/3 reads 0.3333
 
     @property
     def axis_label(self) -> str:

@@ -24,12 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..lazy import F, torch
 from ..settings import setting
 from .checks import require
 from .context import Draw
 from .family import Perturbation, register_perturbation
 from .gradients import fast_batchnorm_backward, input_gradient
-from .lazy import F, torch
 from .metrics import Strength
 
 NORMS = ("linf", "l2")

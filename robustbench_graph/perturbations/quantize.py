@@ -16,11 +16,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..lazy import nn, torch
 from ..settings import setting
 from .checks import require
 from .context import Draw
 from .family import Perturbation, register_perturbation
-from .lazy import nn, torch
 from .metrics import ACCURACY, Metric, Strength
 
 if TYPE_CHECKING:

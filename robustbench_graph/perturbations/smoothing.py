@@ -29,18 +29,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ..config import SUBSET_RULES, ImageSubset, stable_seed
+from ..lazy import LazyModule, inference_mode, torch
 from ..settings import setting
 from . import smoothing_stats as stats
 from .cell import Cell, settings_fingerprint
 from .checks import require
 from .context import EvalContext, Measurement
 from .family import Perturbation, register_perturbation
-from .lazy import inference_mode, torch
 from .metrics import Metric, Strength
 from .report_extras import MetricLabel, PerImageFigure, ThresholdCurve
+
+pd = LazyModule("pandas")  # imported on first use (rbg list, status, report need none)
 
 BLOCK = 1000  # draws per noise generator (a fixed block: the noise ignores the batch size)
 PHASES = ("select", "estimate", "predict")
@@ -61,11 +62,13 @@ def class_counts(classify: Callable[[torch.Tensor], torch.Tensor], images: torch
         size = len(xs)
         for block, start in enumerate(range(0, draws, BLOCK)):
             m = min(BLOCK, draws - start)
-            eps = torch.stack([
-                torch.randn((m, *shape), device=device, generator=torch.Generator(
-                    device=device).manual_seed(seed(g0 + j, block)))
-                for j in range(size)])
-            noisy = (xs.unsqueeze(1) + sigma * eps).reshape(size * m, *shape)
+            # x + sigma * eps, written in place into one buffer (no stacked copy of eps)
+            noisy = torch.empty((size, m, *shape), device=device, dtype=xs.dtype)
+            for j in range(size):
+                torch.randn((m, *shape), device=device, dtype=xs.dtype, out=noisy[j],
+                            generator=torch.Generator(device=device).manual_seed(
+                                seed(g0 + j, block)))
+            noisy = noisy.mul_(sigma).add_(xs.unsqueeze(1)).view(size * m, *shape)
             preds = torch.cat([classify(noisy[a:a + batch]) for a in range(0, size * m, batch)])
             owner = torch.arange(size, device=device).repeat_interleave(m)
             got = torch.bincount(owner * classes + preds, minlength=size * classes)
@@ -169,6 +172,14 @@ class Smoothing(Perturbation):
     def __init__(self, settings: Any = None) -> None:
         super().__init__(settings)
         self._kept: tuple[EvalContext, str, Certification] | None = None
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """Forward passes only, once for every radius: per certified image ``n0`` selection
+        draws, ``n`` estimation draws (CERTIFY) and ``n`` more (PREDICT), plus one image to
+        read the class count; the certified images are ``samples`` of the ``images``."""
+        s = self.settings
+        certified = len(ImageSubset(s.samples, s.subset).indices(images))
+        return certified * (s.n0 + 2 * s.n) + (1 if certified else 0), 0
 
     def certification(self, cell: Cell, ctx: EvalContext) -> Certification:
         """CERTIFY and PREDICT on the cell's images, computed once for every radius."""

@@ -21,7 +21,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import beta, binomtest, norm
+
+from ..lazy import LazyModule
+
+stats = LazyModule("scipy.stats")  # imported on first use: rbg list, status and report need none
 
 ABSTAIN = -1
 
@@ -31,7 +34,7 @@ def clopper_pearson_lower(successes: np.ndarray, trials: int, alpha: float) -> n
     of ``successes`` out of ``trials``: the alpha quantile of Beta(k, n - k + 1), 0 at k = 0."""
     k = np.asarray(successes, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        bound = beta.ppf(alpha, k, trials - k + 1)
+        bound = stats.beta.ppf(alpha, k, trials - k + 1)
     return np.where(k > 0, bound, 0.0)
 
 
@@ -39,7 +42,7 @@ def radius_cap(sigma: float, n: int, alpha: float) -> float:
     """The largest radius ``n`` draws can certify at ``alpha``: every draw agreeing gives
     p_A = alpha^(1/n), so R <= sigma * Phi^-1(alpha^(1/n)); 0 when that bound is <= 1/2."""
     top = alpha ** (1.0 / n)
-    return sigma * float(norm.ppf(top)) if top > 0.5 else 0.0
+    return sigma * float(stats.norm.ppf(top)) if top > 0.5 else 0.0
 
 
 def min_draws(alpha: float) -> int:
@@ -72,7 +75,7 @@ def certify(selection: np.ndarray, estimation: np.ndarray, sigma: float, alpha: 
     n_a = estimation[np.arange(len(top)), top]
     p_lower = clopper_pearson_lower(n_a, n, alpha)
     certified = p_lower > 0.5
-    radius = np.where(certified, sigma * norm.ppf(np.where(certified, p_lower, 0.75)), 0.0)
+    radius = np.where(certified, sigma * stats.norm.ppf(np.where(certified, p_lower, 0.75)), 0.0)
     return np.where(certified, top, ABSTAIN), p_lower, radius
 
 
@@ -84,8 +87,8 @@ def predict(counts: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(-counts, axis=1, kind="stable")
     rows = np.arange(len(counts))
     n_a, n_b = counts[rows, order[:, 0]], counts[rows, order[:, 1]]
-    p = np.array([binomtest(int(a), int(a + b), 0.5).pvalue for a, b in zip(n_a, n_b, strict=True)],
-                 dtype=np.float64)
+    p = np.array([stats.binomtest(int(a), int(a + b), 0.5).pvalue
+                  for a, b in zip(n_a, n_b, strict=True)], dtype=np.float64)
     return np.where(p <= alpha, order[:, 0], ABSTAIN), p
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from ..perturbations import PERTURBATIONS, family_class, family_title
@@ -91,10 +92,12 @@ def metric_axis(metric: str) -> str:
     return metric_label(metric).axis or metric.replace("_", " ")
 
 
-def units_note() -> str:
-    """``accuracies in percent, DeepFool in L2``: the units of the families' main metrics."""
+def units_note(families: Iterable[str] | None = None) -> str:
+    """``accuracies in percent, DeepFool in L2``: the units of the families' main metrics
+    (of ``families`` only, where given: a page without DeepFool does not name it)."""
+    shown = None if families is None else set(families)
     units = {family_title(f): x.unit for f, x in declaring(MetricLabel)
-             if x.unit and x.metric == main_metric(f)}
+             if x.unit and x.metric == main_metric(f) and (shown is None or f in shown)}
     return "accuracies in percent" + "".join(f", {t} in {u}" for t, u in units.items())
 
 

@@ -86,7 +86,7 @@ def headline_html(head: Headline) -> str:
         if not cols:
             continue
         caption = ("at the headline settings" if k == 0 else "area under each curve") + (
-            f"; {units_note()}, Δ in percentage points")
+            f"; {units_note(c.perturbation for c in head.columns)}, Δ in percentage points")
         header = ('<th class="name">method</th><th>n</th>' + "".join(
             f'<th title="{esc(head.columns[j].label)} ({esc(head.columns[j].unit)})">'
             f"{esc(family_title(head.columns[j].perturbation))}<br><small>"
@@ -117,13 +117,21 @@ def headline_html(head: Headline) -> str:
     return "".join(out) + missing
 
 
+def _families(report: Report) -> list[str]:
+    """The perturbation families the report has results of."""
+    return sorted(set(report.results["perturbation"])) if len(report.results) else []
+
+
 def _question(report: Report) -> str:
     data = sorted({f"{h.dataset} / {h.model}" for h in report.headlines})
     nets = "; ".join(f"{m}: {max((h.n.get(m, 0) for h in report.headlines), default=0)}"
                      for m in report.methods)
     others = [m for m in report.methods if m != report.baseline]
-    return (f'<p class="question">Is each of <b>{esc(", ".join(others) or "–")}</b> more '
-            f"robust than the baseline <b>{esc(report.baseline)}</b>, by how much, and how "
+    # a study of clean accuracy only (a parity study) asks about accuracy, not robustness
+    clean_only = all(c.perturbation == "clean" for h in report.headlines for c in h.columns)
+    asked = "as accurate as" if clean_only else "more robust than"
+    return (f'<p class="question">Is each of <b>{esc(", ".join(others) or "–")}</b> {asked} '
+            f"the baseline <b>{esc(report.baseline)}</b>, by how much, and how "
             f"sure are we? Data / model: {esc(', '.join(data))}. Networks (seeds) per method: "
             f"{esc(nets)}.</p>\n")
 
@@ -195,7 +203,7 @@ def render_html(report: Report) -> str:
               _figures(report.plots, "box"), "</section>\n", _smoothness(report),
               '<section id="tables">\n<h2>Every setting</h2>\n'
               '<p class="note">Cells: median [q25–q75] over networks (each network\'s draws '
-              f"averaged first); {esc(units_note())}. Bold: best per column. "
+              f"averaged first); {esc(units_note(_families(report)))}. Bold: best per column. "
               f"*: differs from {esc(report.baseline)} (Mann–Whitney on per-run values, Holm "
               f"p &lt; {format_number(report.alpha)}). The pooled draws are in summary.csv "
               "(draws_* columns), for description only.</p>\n"]

@@ -14,9 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from ..errors import RbgError
+from ..lazy import nn
 from ..models import onnx_source, timm_source
 from .folder import CONFIG, MAX_WEIGHTS_BYTES, WEIGHTS, read_run_bytes
 from .user_code import ModelSource, build_network, read_checked_copy, sha256_bytes

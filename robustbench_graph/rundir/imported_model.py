@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from torch import nn
 
 from ..data import DatasetInfo
 from ..errors import RbgError
+from ..lazy import torch
 from ..models.checkpoint import unwrap_checkpoint
-from ..models.external import ExternalModel
 from .ecosystem import LIBRARY_KINDS, build, inspect_library_run
 from .folder import CONFIG, WEIGHTS, load_weights
 from .run_code import inspect_run, untrusted_message
 from .user_code import DEFAULT_TIMEOUT, describe_error, time_limit, user_code
 from .user_code import is_imported as is_imported
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ..models.external import ExternalModel
 
 IMPORTED_LOSS = "imported"  # the ``loss`` of an imported run's train record
 
@@ -83,6 +85,8 @@ def load_into(net: nn.Module, state: dict[str, torch.Tensor], where: str) -> Non
 
 def _parse_weights(data: bytes, path: Path) -> dict[str, torch.Tensor]:
     try:
+        from safetensors.torch import load as load_safetensors
+
         return load_safetensors(data)
     except (SafetensorError, OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
         raise RbgError(f"{path} is not a valid safetensors weights file ({err})") from None
@@ -98,6 +102,8 @@ def rebuild(run_dir: Path, record: dict[str, Any], info: DatasetInfo,
             timeout: float | None = DEFAULT_TIMEOUT) -> ExternalModel:
     """An imported run's model, from its recorded source and its folder's weights, once
     :func:`inspect_run` has checked them and the user trusts the code (:mod:`.trust`)."""
+    from ..models.external import ExternalModel
+
     run_dir = Path(run_dir)
     if _kind(record) in LIBRARY_KINDS:  # timm, ONNX: no code of the user's, nothing to trust
         source, code_bytes, code_path, weights = inspect_library_run(run_dir, record)

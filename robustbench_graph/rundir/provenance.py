@@ -8,8 +8,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .. import __version__
 
 
@@ -27,6 +25,8 @@ def git_commit() -> str | None:
 
 def software_record() -> dict[str, Any]:
     """The versions and commit of the software that writes a run's config record."""
+    import torch  # written when a run is trained or imported, which loads torch anyway
+
     return {
         "versions": {
             "robustbench_graph": __version__,

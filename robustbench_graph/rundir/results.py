@@ -18,11 +18,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from ..errors import RbgError
+from ..lazy import LazyModule
 from .atomic import atomic_write
 from .folder import read_run_bytes
+
+# pandas (half a second) is imported when a table is read or written, not by the modules
+# that only name the columns or fingerprints (the perturbations' declarations, rbg list).
+pd: Any = LazyModule("pandas")
 
 COLUMNS: tuple[str, ...] = (
     "run", "dataset", "model", "loss", "seed",
@@ -34,6 +37,7 @@ NUMERIC: tuple[str, ...] = ("seed", "param_value", "repeat", "value", "n")
 CELL_KEY: tuple[str, ...] = ("perturbation", "param", "param_value")
 MAX_RESULTS_BYTES = 2**30
 REQUIRED: tuple[str, ...] = tuple(c for c in COLUMNS if c not in ("value", "settings"))
+TEXT: tuple[str, ...] = tuple(c for c in COLUMNS if c not in NUMERIC)
 _FINGERPRINT = re.compile(r"^(?:[0-9a-f]{12})?$")
 
 
@@ -53,15 +57,20 @@ def validate(df: pd.DataFrame, source: Path | str) -> pd.DataFrame:
                   if missing else "columns out of order")
         raise RbgError(f"{source} is not an rbg results file ({detail})")
     for col in NUMERIC:
+        if pd.api.types.is_float_dtype(df[col].dtype):  # parsed as numbers already
+            continue
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
         if bad.any():
             row = int(bad.idxmax()) + 2
             raise RbgError(f"{source}: non-numeric {col} {df[col][bad].iloc[0]!r} on line {row}")
         df[col] = values.astype("float64")
-    for col in set(COLUMNS) - set(NUMERIC):
-        df[col] = df[col].astype("object")
-    df["settings"] = df["settings"].fillna(UNRECORDED).astype(str)
+    for col in TEXT:
+        if df[col].dtype != object:
+            df[col] = df[col].astype("object")
+    settings = df["settings"]
+    if settings.isna().any() or not all(isinstance(x, str) for x in settings):
+        df["settings"] = settings.fillna(UNRECORDED).astype(str).astype("object")
     return df
 
 
@@ -75,7 +84,7 @@ def read_results(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(io.BytesIO(raw), keep_default_na=False, na_values=[""],
                          encoding_errors="surrogateescape",
-                         dtype={"param": str, "run": str, "metric": str, "settings": str})
+                         dtype={c: object for c in TEXT})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise RbgError(f"{path} is not a readable CSV ({str(err).splitlines()[0]})") from None
     return validate(df, path)
@@ -90,8 +99,9 @@ def repair(df: pd.DataFrame, expected_rows: Mapping[tuple[str, str, float], int]
     if df.empty:
         return df, []
     damaged = df[list(REQUIRED)].isna().any(axis=1) | ~df["settings"].str.match(_FINGERPRINT)
-    keys = [cell_key(*k) if not any(pd.isna(v) for v in k) else None
-            for k in df[list(CELL_KEY)].itertuples(index=False)]
+    cells = df[list(CELL_KEY)]
+    keys = [None if na else cell_key(*k) for na, k in
+            zip(cells.isna().any(axis=1), cells.itertuples(index=False), strict=True)]
     bad_cells = {k for k, d in zip(keys, damaged, strict=True) if d and k is not None}
     counts = pd.Series([k for k in keys if k is not None]).value_counts().to_dict()
     bad_cells |= {k for k, n in expected_rows.items() if k in counts and counts[k] != n}

@@ -10,18 +10,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..config import TrainConfig
 from ..data import DatasetInfo, dataset_info, info_from_record
 from ..errors import RbgError
-from ..models import TappedModel, create_model, set_memory_format
-from ..models.heads import CENTROIDS, LINEAR
-from ..models.parseval import make_parseval
-from .folder import CONFIG, WEIGHTS, load_weights, read_config, read_status
-from .imported_model import is_imported, rebuild
+from ..models.catalogue import CENTROIDS, LINEAR
+from .folder import CONFIG, WEIGHTS, is_imported, load_weights, read_config, read_status
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..models import TappedModel
+
+# The network is built by the models package and torch, imported by the functions that build
+# one: the records' helpers (head_record, recorded_head) are read by torch-free commands.
 
 HEAD_RECORD = "model_head"  # config.json: {"name": "linear" | "centroids", "options": {...}}
 # Runs written before the head was recorded: the one loss whose model had another head was
@@ -84,6 +87,9 @@ def build_model(cfg: TrainConfig, info: DatasetInfo | None = None, head: str = L
                 ) -> tuple[TappedModel, DatasetInfo]:
     """The run's architecture for its dataset (``info``, default the registered one's) with
     its classifier ``head``, made Parseval if the configuration asks."""
+    from ..models import create_model
+    from ..models.parseval import make_parseval
+
     info = info or dataset_info(cfg.dataset)
     model = create_model(cfg.model, info, width=cfg.width, feature_dim=cfg.feature_dim,
                          head=head, head_options=head_options)
@@ -105,6 +111,9 @@ def recorded_info(run_dir: Path, record: dict[str, Any]) -> DatasetInfo:
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> LoadedRun:
     """Load a finished run folder (see the module docstring) for evaluation."""
+    from ..models import set_memory_format
+    from .imported_model import rebuild
+
     run_dir = Path(run_dir)
     record = read_config(run_dir)
     status = read_status(run_dir)["status"]

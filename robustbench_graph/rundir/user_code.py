@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from ..errors import RbgError
+from ..lazy import nn
 from .folder import is_imported as is_imported
 from .folder import read_run_bytes
 

@@ -10,12 +10,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..config import TrainConfig
 from ..data import DatasetInfo, dataset_info
 from ..device import describe_device
 from ..errors import RbgError
+from ..lazy import torch
 from ..losses import (
     LOSSES,
     create_loss,

@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 
 from ...errors import RbgError
+from ...lazy import F, inference_mode, torch
 from ...settings import setting
 from ..checks import require
 from ..context import Draw
 from ..family import register_perturbation
-from ..lazy import F, inference_mode, torch
 from .base import SEVERITIES, CorruptionFamily, check_choice, severity_strengths
 
 EXTRA_MESSAGE = ("the corruptions perturbation needs the optional extra: pip install "

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...config import stable_seed
+from ...lazy import F, inference_mode, torch
 from ...settings import setting
 from ..context import Draw
 from ..family import register_perturbation
-from ..lazy import F, inference_mode, torch
 from .base import SEVERITIES, CorruptionFamily, check_choice, severity_strengths
 
 REFERENCE = 28  # pixel sizes below are those of a 28 px image
@@ -196,6 +196,13 @@ class MnistC(CorruptionFamily):
     names = CORRUPTIONS
     strengths = severity_strengths(CORRUPTIONS)
     suite_families = ("grey",)  # --suite all on colour runs measures corruptions instead
+
+    def passes(self, images: int) -> tuple[int, int]:
+        """A forward per image, draw and cell, and the corruption made one image at a time:
+        counted as a quarter of a forward (measured on mnist5k, batches of 200: 0.19-0.21 ms
+        per image on average over the 11, a smallcnn forward 0.77-0.84 ms)."""
+        forward, _ = super().passes(images)
+        return forward + forward // 4, 0
 
     @inference_mode
     def perturb(self, u: torch.Tensor, y: torch.Tensor, draw: Draw, forward: Any

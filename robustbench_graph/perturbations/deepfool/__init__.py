@@ -33,22 +33,28 @@ import math
 import warnings
 from dataclasses import dataclass
 
-import pandas as pd
-
 from ...config import SUBSET_RULES, ImageSubset
+from ...lazy import LazyModule, torch
 from ...settings import setting
 from ..cell import Cell
 from ..checks import require
 from ..context import EvalContext, Measurement
 from ..family import Perturbation, register_perturbation
-from ..lazy import torch
 from ..metrics import Metric, conventional_median
 from ..report_extras import CellFilter, MetricLabel, PerImageFigure, ThresholdCurve
 from .native import deepfool
 
+pd = LazyModule("pandas")  # imported on first use (rbg list, status, report need none)
+
 NORM_VALUES = {"l2": 2.0, "linf": float("inf")}
 NORM_NAMES = {v: k for k, v in NORM_VALUES.items()}
 SCHEDULES = ("total", "per-step")
+# The steps DeepFool typically takes per image, for the cost estimate (an image stops once it
+# is misclassified). Measured on a smallcnn trained 3 epochs with cross-entropy on mnist5k,
+# 1,000 test images, default settings: L2 7.5 steps on average, median 7, 90th percentile 9,
+# most 14 (971 images attacked); L-inf 6.8, median 7, 90th percentile 8, most 10. More than
+# the "few" of the paper: clipping to [0, 1] cuts the steps on images with many black pixels.
+TYPICAL_STEPS = 8
 
 
 def foolbox_deepfool(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
@@ -112,11 +118,21 @@ class DeepFool(Perturbation):
     short_title = "deep fool"
 
     def passes(self, images: int) -> tuple[int, int]:
-        """Per norm, on ``samples`` images at most: ``steps`` steps of one forward and one
-        backward per candidate class (each image stops once it is misclassified, most within
-        a few steps), then the classification."""
-        n = min(images, self.settings.samples) * self.cell_count()
-        return n * (self.settings.steps + 1), n * self.settings.steps * self.settings.candidates
+        """Per norm, on ``samples`` images, each taking :data:`TYPICAL_STEPS` steps (at most
+        ``steps``): per step one forward and ``candidates - 1`` backwards (the class
+        differences, through the one graph). Each image stops once misclassified, so this is
+        what a typical run takes, not the most: :meth:`passes_at_most` is the bound."""
+        return self._passes(images, min(self.settings.steps, TYPICAL_STEPS))
+
+    def passes_at_most(self, images: int) -> tuple[int, int]:
+        """:meth:`passes` with every image taking all ``steps`` steps."""
+        return self._passes(images, self.settings.steps)
+
+    def _passes(self, images: int, steps: int) -> tuple[int, int]:
+        """An image taking ``steps`` steps: a forward each, one more that finds it
+        misclassified (none after the last allowed step), the two classifications."""
+        s, n = self.settings, min(images, self.settings.samples) * self.cell_count()
+        return n * (min(steps + 1, s.steps) + 2), n * steps * (s.candidates - 1)
 
     @classmethod
     def describe_cell(cls, param: str, value: float) -> str:

@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import warnings
 
+from ...lazy import F, nn, torch
 from ..gradients import fast_batchnorm_backward, forward_with_split, split_layer, without_onednn
-from ..lazy import F, nn, torch
 
 __all__ = ["deepfool"]
 
