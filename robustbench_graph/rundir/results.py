@@ -56,8 +56,12 @@ def validate(df: pd.DataFrame, source: Path | str) -> pd.DataFrame:
         detail = (f"foreign columns {foreign}" if foreign else f"missing columns {missing}"
                   if missing else "columns out of order")
         raise RbgError(f"{source} is not an rbg results file ({detail})")
+    dtypes = df.dtypes.to_dict()  # (reading each column as a Series costs more)
     for col in NUMERIC:
-        if pd.api.types.is_float_dtype(df[col].dtype):  # parsed as numbers already
+        if pd.api.types.is_float_dtype(dtypes[col]):  # parsed as numbers already
+            continue
+        if pd.api.types.is_integer_dtype(dtypes[col]):
+            df[col] = df[col].astype("float64")
             continue
         values = pd.to_numeric(df[col], errors="coerce")
         bad = values.isna() & df[col].notna()
@@ -66,7 +70,7 @@ def validate(df: pd.DataFrame, source: Path | str) -> pd.DataFrame:
             raise RbgError(f"{source}: non-numeric {col} {df[col][bad].iloc[0]!r} on line {row}")
         df[col] = values.astype("float64")
     for col in TEXT:
-        if df[col].dtype != object:
+        if dtypes[col] != object:
             df[col] = df[col].astype("object")
     settings = df["settings"]
     if settings.isna().any() or not all(isinstance(x, str) for x in settings):
