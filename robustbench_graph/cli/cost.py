@@ -30,15 +30,20 @@ def _family(f: FamilyCost) -> str:
             + (f" + {passes_text(f.backward)} bwd" if f.backward else "") + most + ")")
 
 
+def _legend(families: list[FamilyCost]) -> str:
+    """``; ≤: ...`` for the marks the families' figures carry, nothing when none does."""
+    marks = (["≤: an attack that stops early, at most"] if any(f.at_most for f in families)
+             else []) + (["a typical run, then the most"]
+                         if any(f.most_seconds > f.seconds for f in families) else [])
+    return "".join(f"; {m}" for m in marks)
+
+
 def estimate_lines(est: RunEstimate, runs: int, threshold: float) -> list[str]:
     """The estimate, per family, the total for ``runs`` runs, and the slow families."""
     p = est.probe
-    legend = (["≤: an attack that stops early, at most"] if any(f.at_most for f in est.families)
-              else []) + (["a typical run, then the most"]
-                          if any(f.most_seconds > f.seconds for f in est.families) else [])
     lines = [f"attack estimate per run ({est.images} test images; a probe of {est.run} on "
              f"{p.device}: {p.forward_s * 1e3:.3g} ms forward, {p.backward_s * 1e3:.3g} ms "
-             f"backward per image{''.join('; ' + x for x in legend)}):",
+             f"backward per image{_legend(est.families)}):",
              "  " + ", ".join(_family(f) for f in est.families),
              f"  total {'≤' if any(f.at_most for f in est.families) else ''}"
              f"{duration(est.seconds)} per run, {duration(est.seconds * runs)} for the {runs} "
@@ -75,7 +80,7 @@ def declared_estimate_lines(exp) -> list[str]:  # noqa: ANN001
             bound = "≤" if any(f.at_most for f in costs) else ""
             lines += [f"{cfg.dataset}-{cfg.model}: passes per run per {PER_IMAGES:,} test "
                       "images, from the families' declarations (time not probed: --probe "
-                      "times an untrained network; ≤: an attack that stops early, at most):",
+                      f"times an untrained network{_legend(costs)}):",
                       "  " + ", ".join(
                           f"{f.name} {'≤' if f.at_most else ''}{passes_text(f.forward)} fwd"
                           + (f" + {passes_text(f.backward)} bwd" if f.backward else "")

@@ -70,7 +70,7 @@ def validate(df: pd.DataFrame, source: Path | str) -> pd.DataFrame:
             raise RbgError(f"{source}: non-numeric {col} {df[col][bad].iloc[0]!r} on line {row}")
         df[col] = values.astype("float64")
     for col in TEXT:
-        if dtypes[col] != object:
+        if not pd.api.types.is_object_dtype(dtypes[col]):
             df[col] = df[col].astype("object")
     settings = df["settings"]
     if settings.isna().any() or not all(isinstance(x, str) for x in settings):
