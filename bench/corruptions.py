@@ -20,6 +20,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from quick_train import sgd_cross_entropy
 
 from robustbench_graph.config import ImageSubset
 from robustbench_graph.data import DatasetInfo, ImageData
@@ -47,15 +48,7 @@ def synthetic(n: int, seed: int) -> ImageData:
 def train(data: ImageData, epochs: int) -> torch.nn.Module:
     torch.manual_seed(0)
     model = create_model("preactresnet18", INFO, width=16)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    x, y = data.float(), data.labels
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y)).split(50):
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return sgd_cross_entropy(model, data.float(), data.labels, epochs=epochs, batch=50)
 
 
 def main() -> None:

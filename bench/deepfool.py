@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
+from quick_train import sgd_cross_entropy
 
 from robustbench_graph.allocator import tune_malloc
 from robustbench_graph.data import dataset_info, load_dataset
@@ -54,13 +54,7 @@ def train_mnist_smallcnn(epochs: int, seed: int = 0) -> torch.nn.Module:
     model = create_model("smallcnn", dataset_info("mnist5k"))
     data = load_dataset("mnist5k", True)
     x, y = data.float(), data.labels
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y)).split(BATCH):
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return sgd_cross_entropy(model, x, y, epochs=epochs, batch=BATCH)
 
 
 def norms(adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:

@@ -29,7 +29,7 @@ import warnings
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
+from quick_train import sgd_cross_entropy
 
 from robustbench_graph.data import dataset_info, load_dataset
 from robustbench_graph.models import create_model
@@ -50,14 +50,7 @@ def train(name: str, epochs: int, lr: float, seed: int = 0) -> torch.nn.Module:
     model = create_model(name, dataset_info("mnist5k"), width=width)
     data = load_dataset("mnist5k", True)
     x, y = data.float(), data.labels
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y)).split(100):
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return sgd_cross_entropy(model, x, y, epochs=epochs, lr=lr)
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, float]:

@@ -77,21 +77,14 @@ def build(case: str) -> nn.Module:
 
 def train(case: str, epochs: int) -> nn.Module:
     """``case`` trained on mnist5k: SGD, lr 0.05, momentum 0.9, batch 100, seed 0."""
-    import torch.nn.functional as F
+    from quick_train import sgd_cross_entropy
 
     from robustbench_graph.data import load_dataset
 
     torch.manual_seed(0)
     model = build(case)
     data = load_dataset("mnist5k", True)
-    x, y = data.float(), data.labels
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(y)).split(100):
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    return model.eval()
+    return sgd_cross_entropy(model, data.float(), data.labels, epochs=epochs)
 
 
 def test_images(count: int) -> tuple[torch.Tensor, torch.Tensor]:
