@@ -137,23 +137,40 @@ def test_the_commands_that_compute_nothing_import_no_torch(command: str, study) 
     assert torch_loaded is False
 
 
+def _dry_run(study, family: str, settings: str) -> tuple[list[str], int]:  # noqa: ANN001
+    """``rbg run --dry-run`` of the study's grid with ``family`` added to its suite: the
+    output's lines and the index of the estimate's first line."""
+    from conftest import cli
+
+    grid = study / "grid.toml"
+    (grid.parent / f"{family}.toml").write_text(grid.read_text().replace(
+        'suite = "clean"', f'suite = "clean,{family}"\n[attack.settings]\n{settings}'))
+    result = cli("run", grid.parent / f"{family}.toml", "--out", study / "out", "--dry-run",
+                 "--no-report")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    return lines, next(i for i, ln in enumerate(lines) if "passes per run" in ln)
+
+
 def test_the_dry_run_counts_the_passes_without_a_probe_and_probes_on_request(study) -> None:  # noqa: ANN001
     from conftest import cli
 
-    grid, out = study / "grid.toml", study / "out"
-    (grid.parent / "pgd.toml").write_text(grid.read_text().replace(
-        'suite = "clean"', 'suite = "clean,pgd"\n[attack.settings]\npgd = { eps = [0.1], '
-        'steps = 3 }'))
-    result = cli("run", grid.parent / "pgd.toml", "--out", out, "--dry-run", "--no-report")
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    head = next(i for i, ln in enumerate(lines) if "passes per run" in ln)
+    lines, head = _dry_run(study, "pgd", "pgd = { eps = [0.1], steps = 3 }")
     assert lines[head].startswith("digits-smallcnn: passes per run per 1,000 test images")
     assert "time not probed" in lines[head]
     assert lines[head + 1].strip().startswith("clean 1.0k fwd, pgd ≤")
     assert "for the 4 run(s)" in lines[head + 2] and " s " not in lines[head + 2]
-    probed = cli("run", grid.parent / "pgd.toml", "--out", out, "--dry-run", "--no-report",
+    probed = cli("run", study / "pgd.toml", "--out", study / "out", "--dry-run", "--no-report",
                  "--probe", "--device", "cpu")
     assert probed.exit_code == 0, probed.output
     assert "a probe of an untrained smallcnn on cpu" in probed.output
     assert "time not probed" not in probed.output
+
+
+def test_the_dry_run_shows_an_early_stopping_attack_typical_run_and_its_bound(study) -> None:  # noqa: ANN001
+    lines, head = _dry_run(study, "deepfool", "deepfool = { samples = 100, steps = 50 }")
+    assert "a typical run, then the most" in lines[head]
+    # 100 images: typically 8 steps of 1 forward + 9 backwards (+ 3 forwards), at most 50
+    assert lines[head + 1].strip() == ("clean 1.0k fwd, deepfool 1.1k fwd + 7.2k bwd "
+                                       "(at most 5.2k fwd + 45.0k bwd)")
+    assert lines[head + 2].endswith("(at most 6.2k fwd + 45.0k bwd per run)")

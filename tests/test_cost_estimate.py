@@ -61,7 +61,8 @@ def test_suite_cost_prices_the_passes_and_names_the_slow_families() -> None:
     measured = Probe(forward_s=1e-3, backward_s=2e-3, images=64, device="cpu")
     suite = build_suite(["clean", "pgd"], {"pgd": {"eps": (0.1,), "steps": 9}}, "grey")
     clean, pgd = suite_cost(suite, 1000, measured)
-    assert clean == FamilyCost("clean", 1000, 0, pytest.approx(1.0), False, pytest.approx(1.0))
+    assert clean == FamilyCost("clean", 1000, 0, pytest.approx(1.0), False, pytest.approx(1.0),
+                               1000, 0)
     assert (pgd.forward, pgd.backward, pgd.at_most) == (10_000, 9000, True)
     assert pgd.seconds == pytest.approx(10.0 + 18.0)
     est = RunEstimate("r", 1000, measured, [clean, pgd])

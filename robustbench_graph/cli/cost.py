@@ -34,7 +34,7 @@ def _legend(families: list[FamilyCost]) -> str:
     """``; ≤: ...`` for the marks the families' figures carry, nothing when none does."""
     marks = (["≤: an attack that stops early, at most"] if any(f.at_most for f in families)
              else []) + (["a typical run, then the most"]
-                         if any(f.most_seconds > f.seconds for f in families) else [])
+                         if any(f.typical for f in families) else [])
     return "".join(f"; {m}" for m in marks)
 
 
@@ -64,6 +64,20 @@ def _groups(exp) -> list[list]:  # noqa: ANN001
     return list(groups.values())
 
 
+def _passes(forward: int, backward: int) -> str:
+    from ..experiment.cost import passes_text
+
+    return f"{passes_text(forward)} fwd" + (f" + {passes_text(backward)} bwd" if backward
+                                             else "")
+
+
+def _declared_family(f: FamilyCost) -> str:
+    """``deepfool 1.1k fwd + 7.2k bwd (at most 5.1k fwd + 45.0k bwd)``."""
+    most = (f" (at most {_passes(f.most_forward, f.most_backward)})"
+            if f.most_forward > f.forward or f.most_backward > f.backward else "")
+    return f"{f.name} {'≤' if f.at_most else ''}{_passes(f.forward, f.backward)}{most}"
+
+
 def declared_estimate_lines(exp) -> list[str]:  # noqa: ANN001
     """The passes of an experiment's suite per family and in total, from the families'
     declarations (no network, no data, no torch: ``rbg run --dry-run``), per
@@ -77,17 +91,18 @@ def declared_estimate_lines(exp) -> list[str]:  # noqa: ANN001
             cfg, runs = configs[0], len(configs) * len(exp.seeds)
             costs = declared_passes(cfg, exp.suite, exp.attack, PER_IMAGES)
             fwd, bwd = sum(f.forward for f in costs), sum(f.backward for f in costs)
+            most_fwd = sum(max(f.forward, f.most_forward) for f in costs)
+            most_bwd = sum(max(f.backward, f.most_backward) for f in costs)
             bound = "≤" if any(f.at_most for f in costs) else ""
             lines += [f"{cfg.dataset}-{cfg.model}: passes per run per {PER_IMAGES:,} test "
                       "images, from the families' declarations (time not probed: --probe "
                       f"times an untrained network{_legend(costs)}):",
-                      "  " + ", ".join(
-                          f"{f.name} {'≤' if f.at_most else ''}{passes_text(f.forward)} fwd"
-                          + (f" + {passes_text(f.backward)} bwd" if f.backward else "")
-                          for f in costs),
+                      "  " + ", ".join(_declared_family(f) for f in costs),
                       f"  total {bound}{passes_text(fwd)} fwd + {bound}{passes_text(bwd)} bwd "
                       f"per run, {bound}{passes_text(fwd * runs)} fwd + "
-                      f"{bound}{passes_text(bwd * runs)} bwd for the {runs} run(s)"]
+                      f"{bound}{passes_text(bwd * runs)} bwd for the {runs} run(s)"
+                      + (f" (at most {_passes(most_fwd, most_bwd)} per run)"
+                         if (most_fwd, most_bwd) != (fwd, bwd) else "")]
     except (RbgError, ValueError, KeyError, TypeError) as err:
         lines.append(f"no estimate of the attack's cost: {err}")
     return lines

@@ -54,6 +54,14 @@ class FamilyCost:
     seconds: float
     at_most: bool  # an attack that stops early: the passes are its most
     most_seconds: float = 0.0  # the bound, where ``seconds`` is a typical run's
+    most_forward: int = 0  # the bound's passes, where ``forward``/``backward`` are typical
+    most_backward: int = 0
+
+    @property
+    def typical(self) -> bool:
+        """Whether the figures are a typical run's, below a declared bound."""
+        return (self.most_forward > self.forward or self.most_backward > self.backward
+                or self.most_seconds > self.seconds)
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,8 @@ def suite_cost(suite: list[Perturbation], images: int, measured: Probe) -> list[
         out.append(FamilyCost(family.name, fwd, bwd,
                               fwd * measured.forward_s + bwd * measured.backward_s,
                               family.name in EARLY_STOP,
-                              most_fwd * measured.forward_s + most_bwd * measured.backward_s))
+                              most_fwd * measured.forward_s + most_bwd * measured.backward_s,
+                              most_fwd, most_bwd))
     return out
 
 
@@ -160,7 +169,8 @@ def declared_passes(train: TrainConfig, suite: str, cfg: AttackConfig, images: i
     from ..data import dataset_info
 
     family = dataset_family(dataset_info(train.dataset))
-    return [FamilyCost(f.name, *f.passes(images), 0.0, f.name in EARLY_STOP)
+    return [FamilyCost(f.name, *f.passes(images), 0.0, f.name in EARLY_STOP, 0.0,
+                       *f.passes_at_most(images))
             for f in _suite(suite, cfg, family)]
 
 
