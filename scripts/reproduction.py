@@ -22,9 +22,9 @@ from pathlib import Path
 import pandas as pd
 
 from robustbench_graph.experiment.spec import load, shipped_experiments
+from robustbench_graph.report.declared import PERCENT_METRICS  # the families' percent metrics
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "reproduction.md"
-PERCENT_METRICS = ("accuracy", "accuracy_auc")
 INTRO = """# Reproduction: what each paper claims and what rbg measured
 
 Every shipped experiment file declares its paper's claims (`[[claims]]`,
