@@ -63,6 +63,27 @@ def limit_threads() -> int:
     return torch.get_num_threads()
 
 
+def busy_cpu_note(device: torch.device) -> str | None:
+    """One line when other work already keeps this machine's CPUs busy and torch would run
+    more than one thread beside it: the threads then wait for each other (native DeepFool on
+    200 mnist5k images took 7 to 40 s with 2 threads beside two busy processes, 3.8 s with
+    one; docs/performance.md#threads-and-memory). None on a GPU, on a quiet machine, or where
+    the user chose the thread count (``RBG_NUM_THREADS``, ``OMP_NUM_THREADS``)."""
+    if device.type != "cpu" or {"RBG_NUM_THREADS", "OMP_NUM_THREADS"} & set(os.environ):
+        return None
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return None
+    threads, cpus = torch.get_num_threads(), available_cpus()
+    if threads < 2 or load < 1.0 or threads + load <= cpus + 0.5:
+        return None
+    free = max(1, min(threads - 1, cpus - round(load)))
+    return (f"the CPUs are busy (load {load:.1f} on {cpus}): {threads} threads would wait for "
+            f"each other; RBG_NUM_THREADS={free} runs faster beside other work "
+            "(docs/performance.md#threads-and-memory)")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run."""
     random.seed(seed)

@@ -13,7 +13,7 @@ from rich.table import Table
 from ..config import AttackConfig, ImageSubset
 from ..errors import RbgError
 from ..settings import default_of
-from .console import console, err_console, guarded
+from .console import busy_machine_note, console, err_console, guarded, show_note
 from .options import parse_perturbation_settings
 from .progress import StudyProgress
 
@@ -69,7 +69,7 @@ def attack(
 
     names = suite_names(suite)
     if note := left_out_note(suite):
-        err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+        show_note(note)
     settings = parse_perturbation_settings(setting)
     if corruptions_dir is not None:
         settings.setdefault("corruptions", {})["dir"] = str(corruptions_dir)
@@ -78,6 +78,7 @@ def attack(
     cfg.validate()
     check_suite(names, cfg.settings)
     dev = resolve_device(device)
+    busy_machine_note(dev)
     targets = resolve_runs(list(run_dirs) if run_dirs else [runs])
     if not trust_code and (untrusted := untrusted_runs(targets)):
         raise RbgError(untrusted_message(untrusted))  # before any work, one line

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..experiment.spec import Experiment, shipped_experiments
-from .console import console, err_console, guarded
+from .console import console, err_console, guarded, show_note
 from .progress import StudyProgress
 
 EXPERIMENT_HELP = ("An experiment file (.toml), or the name of one shipped with rbg: "
@@ -73,7 +73,7 @@ def run(
     from ..perturbations import left_out_note
 
     if note := left_out_note(exp.suite):
-        err_console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
+        show_note(note)
     _power(exp)
     _estimate(exp, device)
     with StudyProgress(console, len(plan), "units") as progress:

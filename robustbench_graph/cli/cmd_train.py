@@ -19,7 +19,7 @@ from ..config import (
 )
 from ..errors import RbgError
 from ..settings import default_of
-from .console import console, err_console, guarded
+from .console import busy_machine_note, console, err_console, guarded
 from .options import ensure_writable_dir, parse_int_list, parse_key_values
 from .progress import StudyProgress
 
@@ -136,6 +136,7 @@ def train(
     )
     specs = plan_runs(cfg, seed_list, out)
     dev = resolve_device(device)
+    busy_machine_note(dev)
     root = data_dir if data_dir is not None else default_data_dir()
     datasets = (
         load_dataset(dataset, True, root, download=download, split_seed=split_seed),

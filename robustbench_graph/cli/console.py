@@ -21,6 +21,20 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def show_note(text: str) -> None:
+    """``note: text`` on stderr, one line, never markup."""
+    err_console.print(f"note: {text}", highlight=False, markup=False, soft_wrap=True)
+
+
+def busy_machine_note(device: object) -> None:
+    """In a terminal, say when other work keeps the CPUs busy (:func:`~..device.busy_cpu_note`);
+    logs and pipes, where nobody can act on it at once, stay as they are."""
+    from ..device import busy_cpu_note
+
+    if err_console.is_terminal and (text := busy_cpu_note(device)):  # type: ignore[arg-type]
+        show_note(text)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
