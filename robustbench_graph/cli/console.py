@@ -7,13 +7,16 @@ import functools
 import signal
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from ..errors import RbgError
+
+if TYPE_CHECKING:
+    import torch
 
 console = Console()
 err_console = Console(stderr=True)
@@ -26,12 +29,12 @@ def show_note(text: str) -> None:
     err_console.print(f"note: {text}", highlight=False, markup=False, soft_wrap=True)
 
 
-def busy_machine_note(device: object) -> None:
+def busy_machine_note(device: torch.device) -> None:
     """In a terminal, say when other work keeps the CPUs busy (:func:`~..device.busy_cpu_note`);
     logs and pipes, where nobody can act on it at once, stay as they are."""
     from ..device import busy_cpu_note
 
-    if err_console.is_terminal and (text := busy_cpu_note(device)):  # type: ignore[arg-type]
+    if err_console.is_terminal and (text := busy_cpu_note(device)):
         show_note(text)
 
 

@@ -72,7 +72,7 @@ def _passes(forward: int, backward: int) -> str:
 
 
 def _declared_family(f: FamilyCost) -> str:
-    """``deepfool 1.1k fwd + 7.2k bwd (at most 5.1k fwd + 45.0k bwd)``."""
+    """``deepfool 1.1k fwd + 7.2k bwd (at most 5.2k fwd + 45.0k bwd)``."""
     most = (f" (at most {_passes(f.most_forward, f.most_backward)})"
             if f.most_forward > f.forward or f.most_backward > f.backward else "")
     return f"{f.name} {'≤' if f.at_most else ''}{_passes(f.forward, f.backward)}{most}"
