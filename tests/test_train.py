@@ -37,6 +37,21 @@ def test_run_folder_contents(tmp_path):
     assert outcome.status == "trained" and 0 < outcome.test_accuracy <= 1
 
 
+def test_the_log_keeps_the_loss_terms_each_epoch(tmp_path):
+    spec, _ = _train(tmp_path, epochs=2, loss="laplacian", loss_options={"gamma": 2.0})
+    rows = list(csv.DictReader((spec.run_dir / "train_log.csv").open()))
+    value = {(int(r["epoch"]), r["metric"]): float(r["value"]) for r in rows
+             if r["split"] == "train"}
+    for epoch in (1, 2):
+        # the loss is CE + gamma^2 * Delta batch by batch, so also in the epoch's means
+        assert value[epoch, "loss"] == pytest.approx(
+            value[epoch, "part_ce"] + 4.0 * value[epoch, "part_delta"], rel=1e-5)
+        assert value[epoch, "part_delta"] > 0
+    ce_run, _ = _train(tmp_path / "ce", epochs=1)
+    ce_rows = list(csv.DictReader((ce_run.run_dir / "train_log.csv").open()))
+    assert not any(r["metric"].startswith("part_") for r in ce_rows)  # CE reports no terms
+
+
 def test_same_seed_same_weights_on_cpu(tmp_path):
     a, _ = _train(tmp_path / "a", seed=3)
     b, _ = _train(tmp_path / "b", seed=3)

@@ -201,6 +201,7 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
         order = torch.randperm(n, generator=gen).to(device)
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        parts: dict[str, float] = {}  # the loss's own terms (LossOutput.parts), image-weighted
         for b in range(batches):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             x = x_train[idx].to(torch.float32) / train_data.scale
@@ -222,6 +223,8 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
                 retract_(model, cfg.parseval_beta)
             loss_fn.after_step(model)
             total_loss += out.loss.detach() * len(y)
+            for key, value in out.parts.items():
+                parts[key] = parts.get(key, 0.0) + value * len(y)
             correct += (out.logits.detach().argmax(1) == y).sum()
             if on_progress is not None and (b % 10 == 0 or b == batches - 1):
                 seen = min((b + 1) * cfg.batch_size, n)
@@ -237,6 +240,8 @@ def _train(spec: RunSpec, cfg: TrainConfig, model, info: DatasetInfo,  # noqa: A
             (epoch + 1, "train", "accuracy", train_acc),
             (epoch + 1, "test", "accuracy", test_acc),
             (epoch + 1, "train", "lr", lr_used),
+            *((epoch + 1, "train", f"part_{key}", total / n)
+              for key, total in sorted(parts.items())),
         ]
         if val_data is not None:  # the choice reads this split only, never the test split
             val_acc, val_loss = evaluate(model, val_data, device)
