@@ -9,9 +9,12 @@ the median over seeds per configuration, and applies the declared rule:
 * every other loss: the *strongest* configuration whose median validation accuracy is within
   ``--budget`` points (1.5, the papers' parity claims) of CE's best, else its most accurate.
 
-Prints the Markdown table that docs/losses.md#presets holds.
+Prints the Markdown table that docs/losses.md#presets holds. With ``--by epochs`` the swept
+value is the training length instead of a loss option (``gsl-epochs-mnist5k``), and each loss
+gets its most accurate length.
 
     python scripts/loss_sweep.py /tmp/exp/loss-sweep-mnist5k
+    python scripts/loss_sweep.py /tmp/exp/gsl-epochs-mnist5k --by epochs
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ def last_val_accuracy(run: Path) -> float | None:
     return max(vals)[1] if vals else None
 
 
-def collect(root: Path) -> tuple[dict[tuple[str, float], list[float]],
-                                  dict[tuple[str, float], int]]:
+def collect(root: Path, by: str = "option") -> tuple[dict[tuple[str, float], list[float]],
+                                                    dict[tuple[str, float], int]]:
     """Last-epoch validation accuracies per (loss, swept value), and the number of runs per
     configuration that failed (diverged: the loss became NaN)."""
     out: dict[tuple[str, float], list[float]] = {}
@@ -47,7 +50,10 @@ def collect(root: Path) -> tuple[dict[tuple[str, float], list[float]],
         train = record["train"]
         loss = train["loss"]
         option, _ = STRENGTH[loss]
-        key = (loss, float(train["lr"] if option == "lr" else train["loss_options"][option]))
+        if by == "epochs":
+            key = (loss, float(train["epochs"]))
+        else:
+            key = (loss, float(train["lr"] if option == "lr" else train["loss_options"][option]))
         status_path = cfg_path.parent / "status.json"
         status = json.loads(status_path.read_text()) if status_path.exists() else {}
         if status.get("status") == "failed":
@@ -61,7 +67,7 @@ def collect(root: Path) -> tuple[dict[tuple[str, float], list[float]],
 
 
 def choose(cells: dict[tuple[str, float], list[float]], failed: dict[tuple[str, float], int],
-           budget: float) -> tuple[dict[str, float], float]:
+           budget: float, by: str = "option") -> tuple[dict[str, float], float]:
     """The chosen value per loss (a configuration with a diverged seed is never chosen)."""
     med = {k: statistics.median(v) for k, v in cells.items() if v and not failed.get(k)}
     ce_best = max(v for (loss, _), v in med.items() if loss == "ce")
@@ -71,7 +77,7 @@ def choose(cells: dict[tuple[str, float], list[float]], failed: dict[tuple[str, 
         if not values:
             continue
         most_accurate = max(values, key=lambda v: (med[(loss, v)], -values.index(v)))
-        if order == 0:
+        if order == 0 or by == "epochs":
             chosen[loss] = most_accurate
             continue
         strong_first = sorted(values, reverse=order > 0)
@@ -84,9 +90,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", type=Path)
     parser.add_argument("--budget", type=float, default=1.5, help="points below CE's best")
+    parser.add_argument("--by", choices=("option", "epochs"), default="option",
+                        help="the swept value: each loss's option, or the training length")
     args = parser.parse_args()
-    cells, failed = collect(args.runs)
-    chosen, ce_best = choose(cells, failed, args.budget)
+    cells, failed = collect(args.runs, args.by)
+    chosen, ce_best = choose(cells, failed, args.budget, args.by)
     print(f"CE's best median validation accuracy: {100 * ce_best:.2f}%; budget "
           f"{args.budget} pt -> floor {100 * ce_best - args.budget:.2f}%\n")
     print("| loss | option | value | seeds | validation accuracy %, median [min–max] "
@@ -100,7 +108,8 @@ def main() -> None:
                 f"{100 * max(accs):.2f}]" if accs else "–")
         if n_failed:
             cell += f"; {n_failed} diverged (NaN loss)"
-        print(f"| {loss} | {STRENGTH[loss][0]} | {value:g} | {len(accs) + n_failed} | "
+        swept = "epochs" if args.by == "epochs" else STRENGTH[loss][0]
+        print(f"| {loss} | {swept} | {value:g} | {len(accs) + n_failed} | "
               f"{cell} | {mark} |")
 
 

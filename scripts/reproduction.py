@@ -93,9 +93,10 @@ def section(name: str, runs: Path) -> str:
     if csv.is_file():
         table = pd.read_csv(csv, keep_default_na=False, na_values=[""])
         rows = {str(r["id"]): r for _, r in table.iterrows()}
+    ran = csv.is_file() or (runs / name / "report" / "summary.csv").is_file()
     lines = [f"## {name}", "", exp.description, "",
              f"Reproduce: `rbg run {name}`"
-             + ("" if csv.is_file() else " (not run for this page yet)") + ".", ""]
+             + ("" if ran else " (not run for this page yet)") + ".", ""]
     if csv.is_file() and (old := before_presets(runs / name)):
         lines += ["Includes runs trained before the grey loss presets "
                   f"([losses.md](losses.md#presets)), at the papers' options: {', '.join(old)}; "

@@ -56,7 +56,9 @@ def test_the_shipped_experiments_parse_and_plan():
              "gsl-mnist5k": 20, "sp-mnist5k": 20, "noise-mnist5k": 60,
              "smoothing-mnist5k": 40, "smoothing-cifar10": 50, "loss-sweep-mnist5k": 162,
              "parity-mnist5k": 100, "parity-fashion-mnist": 100,
-             "gamma-sweep-fashion-mnist": 30}
+             "gamma-sweep-fashion-mnist": 30, "gsl-epochs-mnist5k": 60,
+             "gsl-fashion-mnist": 20, "lmd-fashion-mnist": 20, "sp-fashion-mnist": 20,
+             "noise-fashion-mnist": 60, "gsl-long-mnist5k": 20, "gsl-long-fashion-mnist": 12}
     assert set(spec.shipped_experiments()) == set(sizes)
     for name, size in sizes.items():
         exp = spec.load(name)
@@ -69,6 +71,12 @@ def test_the_shipped_experiments_parse_and_plan():
     assert {c.loss for c in noise.configs} == {"ce", "lmd-noise", "noisy", "both", "stability"}
     assert all(c.lr_milestones == (60, 120, 160) and c.feature_dim == 128
                for c in noise.configs)
+    # The seed papers' Fashion-MNIST files train parity-fashion-mnist's networks (their
+    # comments say so; the runs are shared): every one of their configurations is one of it.
+    parity = set(map(repr, spec.load("parity-fashion-mnist").configs))
+    for name in ("gsl-fashion-mnist", "lmd-fashion-mnist", "sp-fashion-mnist",
+                 "noise-fashion-mnist"):
+        assert set(map(repr, spec.load(name).configs)) <= parity, name
     curvature = spec.load("curvature-mnist5k")
     assert {(c.loss, c.loss_options.get("sigma")) for c in curvature.configs} == {
         ("ce", None), ("noisy", 0.3), ("lmd-noise", 0.3)}
@@ -219,7 +227,7 @@ def test_bad_experiment_files_are_one_line(tmp_path, text, message):
 def test_unknown_experiments_and_executors_are_one_line(tmp_path):
     result = cli("run", "no-such-experiment")
     assert result.exit_code == 1
-    assert ("shipped name (curvature-mnist5k, demo, gamma-sweep-fashion-mnist, gsl-mnist5k"
+    assert ("shipped name (curvature-mnist5k, demo, gamma-sweep-fashion-mnist, gsl-epochs-mnist5k"
             in result.output)
     result = cli("run", tmp_path / "missing.toml")
     assert result.exit_code == 1 and "does not exist" in result.output

@@ -135,8 +135,8 @@ def test_every_shipped_file_parses_and_its_claims_can_be_shown():
         assert power.shown, (name, power)
         assert len(exp.seeds) >= networks_needed(len(exp.claims)), name
         assert all(c.source for c in exp.claims), name
-    # every file but the demo and the two sweeps (read on validation accuracy, no claims)
-    assert with_claims == len(spec.shipped_experiments()) - 3
+    # every file but the demo and the three sweeps (read on validation accuracy, no claims)
+    assert with_claims == len(spec.shipped_experiments()) - 4
     lapnet = spec.load("lapnet-fashion-mnist")
     assert {(c.method, c.measure.family) for c in lapnet.claims} >= {
         (m, f) for m in ("laplacian", "laplacian+parseval")
