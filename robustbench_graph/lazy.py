@@ -40,30 +40,27 @@ F: Any = LazyModule("torch.nn.functional")
 nn: Any = LazyModule("torch.nn")
 
 
-def inference_mode(fn: C) -> C:
-    """``@torch.inference_mode()``, with torch imported when ``fn`` is called."""
+def _under(context: str) -> Callable[[C], C]:
+    """A decorator running the function inside ``torch.<context>()``, with torch imported
+    when the function is called."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import torch as real
+    def decorate(fn: C) -> C:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            import torch as real
 
-        with real.inference_mode():
-            return fn(*args, **kwargs)
+            with getattr(real, context)():
+                return fn(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
-def no_grad(fn: C) -> C:
-    """``@torch.no_grad()``, with torch imported when ``fn`` is called."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import torch as real
-
-        with real.no_grad():
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
+inference_mode = _under("inference_mode")
+inference_mode.__doc__ = "``@torch.inference_mode()``, with torch imported when called."
+no_grad = _under("no_grad")
+no_grad.__doc__ = "``@torch.no_grad()``, with torch imported when called."
 
 
 class LazyModuleBase:

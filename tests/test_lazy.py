@@ -14,6 +14,14 @@ from robustbench_graph.lazy import LazyModuleBase
 from robustbench_graph.registry import Registry
 
 
+def _python(code: str) -> list[str]:
+    """The lines ``code`` prints in a fresh interpreter (nothing imported yet)."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
 def test_a_declared_entry_is_replaced_by_its_registration_when_loaded() -> None:
     reg: Registry = Registry("thing")
     reg.declare("json", "the JSON module's dumps", "json")
@@ -46,11 +54,8 @@ def test_the_declared_models_are_those_their_modules_register() -> None:
             "assert all(callable(e.factory) and e.factory.__module__ == declared[e.name][1]\n"
             "           for e in MODELS)\n"
             "print(sorted(loaded))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[0] == str(["preactresnet18", "resnet18", "smallcnn",
-                                             "smallcnn-smooth"])
+    assert _python(code)[0] == str(["preactresnet18", "resnet18", "smallcnn",
+                                    "smallcnn-smooth"])
 
 
 def test_a_declared_model_is_built_through_its_declaration() -> None:
@@ -74,10 +79,7 @@ def test_a_loss_class_is_declared_without_torch_and_created_as_a_module() -> Non
             "           for e in LOSSES)\n"
             "print(resolved_options('laplacian', {}, 'digits')['gamma'], "
             "'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["1.25", "False"]  # the grey preset, read without torch
+    assert _python(code)[0].split() == ["1.25", "False"]  # the grey preset, without torch
 
 
 def test_a_stateful_loss_is_a_module_whose_buffers_save_and_load() -> None:
