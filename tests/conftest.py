@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import tempfile
 import warnings
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -59,6 +61,15 @@ def cli(*args: str):  # noqa: ANN201
     from robustbench_graph.cli import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/NAME.py`` as a module (the scripts are not a package)."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 TINY_NET = """\

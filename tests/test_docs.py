@@ -14,7 +14,7 @@ from robustbench_graph.models import MODELS
 from robustbench_graph.perturbations import PERTURBATIONS
 from robustbench_graph.settings import describe_fields, typed_text
 
-from conftest import cli
+from conftest import cli, load_script
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -214,11 +214,7 @@ def test_every_option_of_every_command_is_in_the_cli_docs() -> None:
 
 def test_the_cli_page_option_tables_are_current() -> None:
     """docs/cli.md's option tables are what scripts/cli_docs.py writes from the Typer app."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("cli_docs", ROOT / "scripts" / "cli_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("cli_docs")
     page = (ROOT / "docs" / "cli.md").read_text()
     assert page.count("<!-- options: ") == 9
     assert module.render(page) == page, "docs/cli.md is stale: run python scripts/cli_docs.py"
@@ -227,12 +223,7 @@ def test_the_cli_page_option_tables_are_current() -> None:
 def test_every_shipped_claim_has_its_row_in_the_reproduction_page() -> None:
     """docs/reproduction.md (scripts/reproduction.py) has a row for every claim of every
     shipped experiment file, and is linked from the docs index."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("reproduction",
-                                                  ROOT / "scripts" / "reproduction.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("reproduction")
     page = (ROOT / "docs" / "reproduction.md").read_text()
     assert module.missing_rows(page) == []
     assert module.missing_rows("# nothing\n")  # the check sees a page without rows

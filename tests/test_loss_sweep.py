@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("loss_sweep", ROOT / "scripts" / "loss_sweep.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def _run(root: Path, name: str, loss: str, epochs: int, val: float, test: float,
-         options: dict | None = None, status: str = "complete") -> None:
+         options: dict | None = None) -> None:
     run = root / name
     run.mkdir(parents=True)
     train = {"loss": loss, "epochs": epochs, "lr": 0.05, "loss_options": options or {}}
     (run / "config.json").write_text(json.dumps({"train": train}))
-    (run / "status.json").write_text(json.dumps({"status": status}))
+    (run / "status.json").write_text(json.dumps({"status": "complete"}))
     rows = ["epoch,split,metric,value"]
     for epoch in range(1, epochs + 1):
         # an earlier epoch better than the last: the last one counts
@@ -32,7 +24,7 @@ def _run(root: Path, name: str, loss: str, epochs: int, val: float, test: float,
 
 
 def test_the_epochs_sweep_picks_each_loss_most_accurate_length_from_validation(tmp_path):
-    sweep = _module()
+    sweep = load_script("loss_sweep")
     for seed in range(3):
         _run(tmp_path, f"ce-{seed}", "ce", 5, 0.96, 0.50)
         _run(tmp_path, f"ce-{seed}-e10", "ce", 10, 0.97, 0.10)
